@@ -1,0 +1,64 @@
+"""The command line of ``run_grid.py`` (DESIGN.md section 6)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from orchestrator.config import ExperimentConfig, load_config
+from orchestrator.paths import DEFAULT_CONFIG, resolve_config
+from trainables.corpora import CORPUS_KINDS
+from trainables.errors import ProjectError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="run_grid.py",
+        description="Train transferable black-box attacks on SER models (Ren et al., 2020) "
+                    "over a Ray Tune grid and write Table 1.")
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG),
+                        help="experiment YAML (default: configs/smoke.yaml)")
+    parser.add_argument("--results", default="results", help="results folder (default: results/)")
+    parser.add_argument("--corpus", choices=CORPUS_KINDS, help="override the config's corpus")
+    parser.add_argument("--data-root", help="the corpus folder (or manifest CSV)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override any config key, e.g. grid.seeds=[0,1]")
+    parser.add_argument("--resume", action="store_true",
+                        help="finish an interrupted run in --results without redoing finished trials")
+    parser.add_argument("--address", help="join a running Ray cluster (e.g. auto or HOST:PORT)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="rebuild tables and figures from --results; train nothing")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    return parser
+
+
+def resolve(args: argparse.Namespace) -> ExperimentConfig:
+    """The config file, then ``--corpus``/``--data-root``, then ``--set`` overrides."""
+    overrides = []
+    if args.corpus:
+        overrides.append(f"data.corpus={args.corpus}")
+    if args.data_root:
+        overrides.append(f"data.root={args.data_root}")
+        if not args.corpus and "data.corpus=" not in " ".join(args.overrides):
+            # A folder given without --corpus under the synthetic default means DEMoS names.
+            config_corpus = load_config(resolve_config(args.config)).data.corpus
+            if config_corpus == "synthetic":
+                overrides.append("data.corpus=demos")
+    return load_config(resolve_config(args.config), overrides + args.overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        from orchestrator.run import run
+        return run(resolve(args), results=Path(args.results), resume=args.resume,
+                   address=args.address, report_only=args.report_only)
+    except ProjectError as error:
+        if args.debug:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finish the run with --resume", file=sys.stderr)
+        return 130
