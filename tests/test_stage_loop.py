@@ -1,0 +1,80 @@
+import io
+
+import pytest
+import torch
+
+from tests.test_regularisers import TinyAttacker, data, defence
+from trainables.regularisers import build_regulariser
+from trainables.stage_loop import LoopCallbacks, LoopSettings, StageLoop
+from trainables.stages import make_plan
+
+SETTINGS = LoopSettings(alpha=0.5, lr=1e-2, lr_decay=0.5, lr_decay_every=7, batch_size=8,
+                        log_every=5, fisher_samples=32, fisher_batch_size=8, seed=3)
+
+
+def new_loop(strategy="lifelong", regulariser="ewc"):
+    torch.manual_seed(0)
+    x, y = data(64)
+    plan = make_plan(strategy, ("a", "b", "c"), 20, 10, regulariser)
+    return StageLoop(TinyAttacker(), {"a": defence(1), "b": defence(2), "c": defence(3)}, plan,
+                     build_regulariser(plan.regulariser, 100.0), x, y, SETTINGS)
+
+
+def test_strategies_are_plans_of_stages():
+    assert [s.defences for s in make_plan("transfer", ("a", "b"), 5, 2).stages] == [("a",), ("b",)]
+    assert make_plan("lifelong", ("a", "b"), 5, 2, "si").regulariser == "si"
+    multi = make_plan("multi-task", ("a", "b", "c"), 5, 2)
+    assert multi.stages[0].defences == ("a", "b", "c") and multi.stages[0].iterations == 9
+    assert make_plan("single-task", ("a",), 5, 2).stages[0].iterations == 5
+    with pytest.raises(ValueError):
+        make_plan("single-task", ("a", "b"), 5, 2)
+
+
+@pytest.mark.parametrize("regulariser", ["ewc", "si"])
+def test_an_interrupted_and_resumed_run_ends_with_the_same_weights(regulariser):
+    straight = new_loop(regulariser=regulariser)
+    straight.run()
+
+    class Stop(Exception):
+        pass
+
+    saved = {}
+
+    def interrupt(loop):
+        if loop.stage_index == 1 and loop.iteration == 4:
+            buffer = io.BytesIO()
+            torch.save(loop.state_dict(), buffer)
+            saved["state"] = buffer.getvalue()
+            raise Stop
+
+    first = new_loop(regulariser=regulariser)
+    with pytest.raises(Stop):
+        first.run(LoopCallbacks(on_step=interrupt))
+    resumed = new_loop(regulariser=regulariser)
+    resumed.load_state_dict(torch.load(io.BytesIO(saved["state"]), weights_only=True))
+    resumed.run()
+    for (name, a), b in zip(straight.attacker.state_dict().items(),
+                            resumed.attacker.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+
+
+def test_defences_stay_frozen_and_the_lr_decays():
+    loop = new_loop("transfer")
+    before = {k: v.clone() for k, v in loop.defences["a"].state_dict().items()}
+    logs, ends = [], []
+    loop.run(LoopCallbacks(on_log=logs.append, on_stage_end=lambda i, _: ends.append(i)))
+    for k, v in loop.defences["a"].state_dict().items():
+        torch.testing.assert_close(v, before[k])
+    assert not any(p.requires_grad for p in loop.defences["a"].parameters())
+    assert ends == [0, 1, 2] and loop.finished and loop.global_step == 40
+    assert loop.lr_at(0) == 1e-2 and loop.lr_at(7) == 5e-3 and loop.lr_at(14) == 2.5e-3
+    first = [entry for entry in logs if entry["stage"] == 0]
+    assert [entry["iteration"] for entry in first] == [5, 10, 15, 20]
+    assert all(entry["penalty"] == 0 for entry in logs)
+
+
+def test_lifelong_logs_a_penalty_after_the_first_stage():
+    logs = []
+    new_loop("lifelong").run(LoopCallbacks(on_log=logs.append))
+    assert all(e["penalty"] == 0 for e in logs if e["stage"] == 0)
+    assert any(e["penalty"] > 0 for e in logs if e["stage"] > 0)

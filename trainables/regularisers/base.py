@@ -1,0 +1,61 @@
+"""The plugin interface of lifelong regularisers: hooks the stage loop calls."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+Tensors = dict[str, torch.Tensor]
+# (perturbation eta, input x, target y) -> per-sample loss (B,)
+StageLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class StageEnd:
+    """What a regulariser may use when a stage ends: the model, the stage's per-sample loss and
+    minibatches of that stage's training data to estimate parameter importance on."""
+
+    model: nn.Module
+    loss: StageLoss
+    batches: Sequence[tuple[torch.Tensor, torch.Tensor]]
+
+
+def parameters_of(model: nn.Module) -> Tensors:
+    """Detached copies of the trainable parameters, by name."""
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def quadratic_penalty(model: nn.Module, importance: Tensors, anchor: Tensors) -> torch.Tensor:
+    """``sum_i importance_i * (theta_i - anchor_i) ** 2`` over the model's parameters."""
+    terms = [(importance[n] * (p - anchor[n]).pow(2)).sum()
+             for n, p in model.named_parameters() if n in importance]
+    return torch.stack(terms).sum()
+
+
+class Regulariser:
+    """Base class. ``strength`` is lambda. Subclasses override the hooks they need:
+    ``after_step`` (after every optimiser step), ``stage_ended`` and ``penalty``."""
+
+    name = "none"
+
+    def __init__(self, strength: float = 0.0) -> None:
+        self.strength = strength
+
+    def after_step(self, model: nn.Module) -> None:
+        """Called after each optimiser step (the gradients are still in ``p.grad``)."""
+
+    def stage_ended(self, end: StageEnd) -> None:
+        """Called once a stage's iterations are done, before the next stage starts."""
+
+    def penalty(self, model: nn.Module) -> torch.Tensor | None:
+        """The term added to the loss now, or ``None`` while there is nothing to protect."""
+        return None
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what ``state_dict`` returned."""

@@ -1,0 +1,62 @@
+"""Strategies as data: each is a list of stages (the defences attacked together, for how long)
+plus the name of a regulariser. One loop (``trainables.stage_loop``) trains them all."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Defences attacked together, by name, and the stage's iterations."""
+
+    defences: tuple[str, ...]
+    iterations: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A strategy made concrete: its stages and its regulariser (``none`` for no constraint)."""
+
+    strategy: str
+    stages: tuple[Stage, ...]
+    regulariser: str = "none"
+
+
+def single_task(defence: str, iterations: int) -> Plan:
+    """One stage, one defence."""
+    return Plan("single-task", (Stage((defence,), iterations),))
+
+
+def multi_task(defences: tuple[str, ...], iterations: int) -> Plan:
+    """One stage, every defence at once (their margins averaged)."""
+    return Plan("multi-task", (Stage(tuple(defences), iterations),))
+
+
+def transfer(defences: tuple[str, ...], first: int, later: int) -> Plan:
+    """One stage per defence in sequence, the attacker carried over, no constraint."""
+    return Plan("transfer", tuple(Stage((d,), first if i == 0 else later)
+                                  for i, d in enumerate(defences)))
+
+
+def lifelong(defences: tuple[str, ...], first: int, later: int, regulariser: str = "ewc") -> Plan:
+    """Transfer plus a regulariser (EWC by default) that protects what earlier stages learnt."""
+    return Plan("lifelong", transfer(defences, first, later).stages, regulariser)
+
+
+def make_plan(strategy: str, defences: tuple[str, ...], first: int, later: int,
+              regulariser: str = "ewc", multi_task_iterations: str = "matched") -> Plan:
+    """The plan of ``strategy`` over ``defences`` (one defence for single-task)."""
+    if strategy == "single-task":
+        if len(defences) != 1:
+            raise ValueError(f"single-task attacks one defence, got {defences}")
+        return single_task(defences[0], first)
+    if strategy == "multi-task":
+        total = first + later * (len(defences) - 1) if multi_task_iterations == "matched" else first
+        return multi_task(defences, total)
+    if strategy == "transfer":
+        return transfer(defences, first, later)
+    if strategy == "lifelong":
+        return lifelong(defences, first, later, regulariser)
+    raise ValueError(f"unknown strategy {strategy!r}; allowed: single-task, multi-task, "
+                     "transfer, lifelong")
