@@ -2,23 +2,137 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import yaml
 
 from orchestrator.atomic import write_text_atomically
-from orchestrator.config import ExperimentConfig, config_to_dict
-from orchestrator.data_prep import prepare_data
+from orchestrator.config import ExperimentConfig, config_from_dict, config_to_dict, read_yaml
+from orchestrator.data_prep import PreparedData, prepare_data
+from orchestrator.defence_cache import DefenceCache, defence_key
+from orchestrator.grid import attack_trials, defence_trials
+from orchestrator.launch import run_stage
+from orchestrator.lock import RunLock
+from orchestrator.paths import cache_dir
+from orchestrator.records import write_defences, write_status
+from orchestrator.reporter import write_report
+from trainables.errors import ProjectError
+from trainables.feature_cache import load_features
+
+CONFIG_FILE = "config.yaml"
+
+
+def storage_of(config: ExperimentConfig, results: Path) -> Path:
+    """Where Tune keeps trials, checkpoints and event files: ``<results>/runs`` by default."""
+    if config.tune.storage_path:
+        return Path(config.tune.storage_path).expanduser().resolve()
+    return results / "runs"
+
+
+def _saved_config(results: Path) -> ExperimentConfig:
+    path = results / CONFIG_FILE
+    if not path.exists():
+        raise ProjectError(f"{results} holds no run ({CONFIG_FILE} is missing): nothing to "
+                           "resume or report; start a run with this --results folder")
+    return config_from_dict(read_yaml(path))
+
+
+def _trial_data(prepared: PreparedData) -> dict:
+    """Standardised features of every split, for the object store."""
+    features = load_features(prepared.feature_cache)
+    splits = {s: features.standardised(s) for s in ("train", "dev", "test")}
+    return {"x": {s: x for s, (x, _) in splits.items()},
+            "y": {s: y for s, (_, y) in splits.items()}, "classes": features.classes}
+
+
+def _defence_weights(config: ExperimentConfig, prepared: PreparedData, data: dict,
+                     storage: Path, resume: bool) -> dict:
+    """Train the defences that are not cached yet (one Tune experiment), cache them, and return
+    every defence's weights; records each defence's clean UAR."""
+    import torch
+    from trainables.tune_defence import train_defence_trial
+
+    cache = DefenceCache(cache_dir(config.data.cache_dir) / "defences")
+    trials = defence_trials(config)
+    keys = {t.defence: defence_key(config, t.defence, prepared.feature_cache) for t in trials}
+    missing = [t for t in trials if not cache.has(keys[t.defence])]
+    if missing:
+        grid = run_stage("defences", train_defence_trial, {"data": data},
+                         [vars(t) for t in missing], config, config_to_dict(config), storage,
+                         config.tune.defence_resources, resume)
+        for result in grid:
+            trial = result.config["trial"]
+            if result.error is not None or result.checkpoint is None:
+                raise ProjectError(f"training defence {trial['defence']} failed: "
+                                   f"{str(result.error).splitlines()[0] if result.error else 'no checkpoint'}"
+                                   "; see the log above, fix it and run again with --resume")
+            with result.checkpoint.as_directory() as folder:
+                state = torch.load(os.path.join(folder, "state.pt"), map_location="cpu",
+                                   weights_only=True)
+            metrics = {k: result.metrics[f"{trial['defence']}/{s}/clean_uar"]
+                       for k, s in (("dev_uar", "dev"), ("test_uar", "test"))}
+            cache.store(keys[trial["defence"]], state["defence"], metrics)
+    weights, clean = {}, {}
+    for name, key in keys.items():
+        stored = cache.load(key)
+        weights[name] = stored["state_dict"]
+        clean[name] = {**stored["metrics"], "cache": str(cache.path(key))}
+    return weights, clean
 
 
 def run(config: ExperimentConfig, results: Path, resume: bool = False,
         address: str | None = None, report_only: bool = False) -> int:
     """Run the experiment into ``results``; returns the process exit code."""
-    results.mkdir(parents=True, exist_ok=True)
-    write_text_atomically(results / "config.yaml",
-                          yaml.safe_dump(config_to_dict(config), sort_keys=False))
-    prepared = prepare_data(config.data, results)
-    print(f"features ready: {prepared.utterances} utterances, classes "
-          f"{', '.join(prepared.classes)}, cache {prepared.feature_cache}")
-    print("the attack grid is not built yet: only data preparation ran")
+    results = results.expanduser().resolve()
+    if report_only:
+        config = _saved_config(results)
+        table = write_report(config, results, storage_of(config, results))
+        print(table.to_string(index=False))
+        return 0
+    with RunLock(results):
+        if resume:
+            config = _saved_config(results)
+        elif (results / CONFIG_FILE).exists():
+            raise ProjectError(f"{results} already holds a run: pass --resume to finish it, "
+                               "--report-only to rebuild its report, or another --results folder")
+        storage = storage_of(config, results)
+        write_text_atomically(results / CONFIG_FILE,
+                              yaml.safe_dump(config_to_dict(config), sort_keys=False))
+        prepared = prepare_data(config.data, results)
+        print(f"features: {prepared.utterances} utterances, {len(prepared.classes)} classes "
+              f"({prepared.feature_cache})", flush=True)
+        data = _trial_data(prepared)
+
+        import ray
+
+        from orchestrator.ray_session import start_ray
+        from trainables.tune_attack import train_attack_trial
+
+        start_ray(address)
+        try:
+            weights, clean = _defence_weights(config, prepared, data, storage, resume)
+            write_defences(results, clean)
+            trials = [t.as_dict() for t in attack_trials(config)]
+            grid = run_stage("attacks", train_attack_trial,
+                             {"data": data, "defence_weights": weights}, trials, config,
+                             config_to_dict(config), storage, config.tune.attack_resources,
+                             resume)
+        finally:
+            ray.shutdown()
+        status = {}
+        for result in grid:
+            error = result.error
+            status[result.config["trial"]["id"]] = "ok" if error is None else \
+                f"failed: {type(error).__name__}: {str(error).strip().splitlines()[-1][:300]}"
+        write_status(results, status)
+        table = write_report(config, results, storage)
+    print(table.to_string(index=False))
+    failed = sorted(k for k, v in status.items() if v != "ok")
+    print(f"\nresults in {results}: table1.csv, lambda_sweep.csv, trials.parquet, figures; "
+          f"tensorboard --logdir {storage}")
+    if failed:
+        print(f"{len(failed)} trial(s) failed: {', '.join(failed)}; their rows are marked in "
+              "table1.csv. Run again with --resume to retry them.")
+        return 1
     return 0

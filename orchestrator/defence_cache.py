@@ -1,0 +1,43 @@
+"""Trained defences cached by a hash of their settings and the data, reused by later runs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+
+from orchestrator.atomic import write_atomically
+from orchestrator.config import ExperimentConfig
+
+
+def defence_key(config: ExperimentConfig, name: str, feature_cache: str) -> str:
+    """Hash of the defence's architecture, its training settings, the seed, the performance
+    settings that change numerics, and the feature cache (which names the data and split)."""
+    spec = config.defences[name]
+    payload = {"model": spec.model, "width": spec.width, "seed": config.seed,
+               "training": vars(config.defence_training), "amp": config.performance.amp,
+               "features": Path(feature_cache).name}
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode())
+    return f"{name}-{digest.hexdigest()[:16]}"
+
+
+class DefenceCache:
+    """A folder of ``<key>.pt`` files: ``{"state_dict": ..., "metrics": {...}}``."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+
+    def path(self, key: str) -> Path:
+        return self.folder / f"{key}.pt"
+
+    def has(self, key: str) -> bool:
+        return self.path(key).exists()
+
+    def load(self, key: str) -> dict:
+        return torch.load(self.path(key), map_location="cpu", weights_only=True)
+
+    def store(self, key: str, state_dict: dict, metrics: dict) -> None:
+        write_atomically(self.path(key), lambda tmp: torch.save(
+            {"state_dict": state_dict, "metrics": metrics}, tmp))

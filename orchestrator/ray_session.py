@@ -1,0 +1,20 @@
+"""Starting or joining Ray: a local instance sized to the machine, or a cluster's address."""
+
+from __future__ import annotations
+
+import os
+
+import ray
+
+
+def start_ray(address: str | None = None) -> None:
+    """Join ``address`` (``auto`` or ``HOST:PORT``) or start a local Ray instance with every
+    core and GPU of this machine. The dashboard stays off: nothing listens beyond this machine."""
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, log_to_driver=True)
+    else:
+        ray.init(include_dashboard=False, log_to_driver=True,
+                 _temp_dir=os.environ.get("SER_RAY_TMPDIR"))

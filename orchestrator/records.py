@@ -1,0 +1,58 @@
+"""Reading what a run recorded: per-stage results of attack trials, trial status, defences.
+
+The reporter works from these files alone, so ``--report-only`` rebuilds every table and figure
+without re-running anything.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from orchestrator.atomic import write_text_atomically
+
+STATUS_FILE = "trial_status.json"
+DEFENCES_FILE = "defences.json"
+
+
+def stage_records(attacks_dir: Path) -> pd.DataFrame:
+    """One row per (trial, stage) from each trial's ``result.json`` (Tune's JSON-lines log).
+    A stage reported twice (a retried trial) keeps its last report."""
+    rows = []
+    for result_file in sorted(attacks_dir.glob("*/result.json")):
+        trial_id = result_file.parent.name
+        for line in result_file.read_text().splitlines():
+            try:
+                result = json.loads(line)
+            except ValueError:  # a line cut by a crash
+                continue
+            if result.get("kind") == "stage":
+                result.pop("config", None)
+                rows.append({**result, "tune_trial_id": result.get("trial_id"),
+                             "trial_id": trial_id})
+    if not rows:
+        return pd.DataFrame(columns=["trial_id", "stage"])
+    frame = pd.DataFrame(rows)
+    return frame.drop_duplicates(["trial_id", "stage"], keep="last").reset_index(drop=True)
+
+
+def write_status(results: Path, status: dict[str, str]) -> None:
+    """Record each trial's outcome: ``ok`` or ``failed: <error>``."""
+    write_text_atomically(results / STATUS_FILE, json.dumps(status, indent=2) + "\n")
+
+
+def read_status(results: Path) -> dict[str, str]:
+    path = results / STATUS_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def write_defences(results: Path, metrics: dict[str, dict]) -> None:
+    """Record each defence's clean UAR (and where its weights are cached)."""
+    write_text_atomically(results / DEFENCES_FILE, json.dumps(metrics, indent=2) + "\n")
+
+
+def read_defences(results: Path) -> dict[str, dict]:
+    path = results / DEFENCES_FILE
+    return json.loads(path.read_text()) if path.exists() else {}

@@ -1,0 +1,107 @@
+"""The Ray Tune trainable that trains one attacker through its strategy's stages."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+from torch.utils.tensorboard import SummaryWriter
+
+from trainables.device import place, runtime
+from trainables.evaluation import evaluate
+from trainables.figures import figure2, figure_to_array
+from trainables.models import build
+from trainables.regularisers import build_regulariser
+from trainables.stage_loop import LoopCallbacks, LoopSettings, StageLoop
+from trainables.stages import Plan, Stage
+from trainables.tune_io import report, restore, split_tensors, trial_dir
+
+
+def plan_of(trial: dict) -> Plan:
+    """The trial spec's stages as a ``Plan``."""
+    stages = tuple(Stage(tuple(d), n) for d, n in zip(trial["stage_defences"],
+                                                      trial["stage_iterations"]))
+    return Plan(trial["strategy"], stages, trial["regulariser"])
+
+
+def _figure_data(attacker, defences, x, label, classes) -> dict:
+    attacker.eval()
+    with torch.no_grad():
+        eta = attacker(x[None])
+        predictions = {name: (classes[int(m(x[None]).argmax())],
+                              classes[int(m(x[None] + eta).argmax())])
+                       for name, m in defences.items()}
+    attacker.train()
+    return {"real": x[0].float().cpu().numpy(), "perturbation": eta[0, 0].float().cpu().numpy(),
+            "label": classes[label], "predictions": predictions}
+
+
+def train_attack_trial(config: dict, data: dict, defence_weights: dict) -> None:
+    """``config["trial"]``: an ``AttackTrial`` as a dict; ``defence_weights``: each defence's
+    trained ``state_dict``. Reports training losses every ``log_every`` iterations, checkpoints
+    every ``checkpoint_every``, and the full evaluation of every defence after each stage."""
+    trial, experiment = config["trial"], config["experiment"]
+    attack, lifelong = experiment["attack"], experiment["lifelong"]
+    rt = runtime(experiment["performance"], experiment["tune"]["attack_resources"]["cpu"])
+    classes = data["classes"]
+    defences = {}
+    for name, spec in experiment["defences"].items():
+        model = build(spec["model"], num_classes=len(classes), width=spec["width"])
+        model.load_state_dict(defence_weights[name])
+        defences[name] = place(model, rt).eval()
+    splits = {s: split_tensors(data, s, rt) for s in ("train", "dev", "test")}
+
+    torch.manual_seed(trial["seed"])
+    attacker = place(build(attack["model"], width=attack["width"]), rt)
+    plan = plan_of(trial)
+    regulariser = build_regulariser(plan.regulariser, trial["lam"] or 0.0,
+                                    fisher=lifelong["fisher"], decay=lifelong["decay"])
+    settings = LoopSettings(
+        alpha=attack["alpha"], lr=attack["lr"], lr_decay=attack["lr_decay"],
+        lr_decay_every=attack["lr_decay_every"], batch_size=attack["batch_size"],
+        log_every=attack["log_every"], fisher_samples=lifelong["fisher_samples"],
+        fisher_batch_size=lifelong["fisher_batch_size"], seed=trial["seed"], amp=rt.amp)
+    loop = StageLoop(attacker, {d: defences[d] for d in trial["defences"]}, plan, regulariser,
+                     *splits["train"], settings)
+    state = restore()
+    if state is not None:
+        loop.load_state_dict(state)
+
+    writer = SummaryWriter(str(trial_dir() / "tensorboard"))
+    score = {"score": 1.0}  # mean adversarial dev UAR of the latest evaluation (ASHA's metric)
+    figure_x, figure_y = splits["test"][0][0], int(splits["test"][1][0])
+
+    def on_log(metrics: dict) -> None:
+        for key in ("attack_loss", "penalty", "total_loss", "lr"):
+            writer.add_scalar(f"train/{key}", metrics[key], metrics["global_step"])
+        report({**metrics, **score, "kind": "train"})
+
+    def on_step(loop: StageLoop) -> None:
+        if loop.global_step % attack["checkpoint_every"] == 0:
+            report({"kind": "checkpoint", "stage": loop.stage_index,
+                    "global_step": loop.global_step, **score}, loop.state_dict())
+
+    def on_stage_end(stage: int, loop: StageLoop) -> None:
+        metrics = evaluate(attacker, defences, {"dev": splits["dev"], "test": splits["test"]},
+                           attack["eval_batch_size"])
+        confusion = metrics.pop("confusion")
+        step = loop.global_step
+        for key, value in metrics.items():
+            writer.add_scalar(f"eval/{key}", value, step)
+        trained = trial["defences"][: stage + 1] if plan.strategy in ("transfer", "lifelong") \
+            else trial["defences"]
+        score["score"] = float(np.mean([metrics[f"{d}/dev/adv_uar"] for d in trained]))
+        figure = _figure_data(attacker, defences, figure_x, figure_y, classes)
+        writer.add_image("figure2", figure_to_array(figure2(**figure)), step, dataformats="HWC")
+        writer.flush()
+        if loop.finished:
+            np.savez(trial_dir() / "figure2.npz", real=figure["real"],
+                     perturbation=figure["perturbation"], label=figure["label"],
+                     predictions=json.dumps(figure["predictions"]))
+        report({**metrics, **score, "kind": "stage", "stage": stage, "global_step": step,
+                "trained_defences": " + ".join(trained), "confusion": json.dumps(confusion),
+                "finished": loop.finished}, loop.state_dict())
+
+    loop.run(LoopCallbacks(on_log=on_log, on_step=on_step, on_stage_end=on_stage_end))
+    writer.close()

@@ -1,0 +1,48 @@
+"""What the Tune trainables share: reporting with checkpoints, restoring them, data tensors."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from ray import tune
+
+from trainables.device import Runtime
+
+STATE_FILE = "state.pt"
+
+
+def report(metrics: dict, state: dict | None = None) -> None:
+    """``tune.report`` the metrics, with ``state`` saved as a checkpoint when given."""
+    if state is None:
+        tune.report(metrics)
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        torch.save(state, os.path.join(folder, STATE_FILE))
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def restore() -> dict | None:
+    """The state of the trial's latest checkpoint (after a retry or ``--resume``), or ``None``."""
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as folder:
+        return torch.load(os.path.join(folder, STATE_FILE), map_location="cpu", weights_only=True)
+
+
+def trial_dir() -> Path:
+    """The trial's artifact folder (synced to the run's storage)."""
+    return Path(tune.get_context().get_trial_dir())
+
+
+def split_tensors(data: dict, split: str, rt: Runtime) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x (n, 1, T, F), y (n,))`` of a split on the trial's device; the whole split is
+    resident there, so no step reads a file or copies from the host."""
+    x = torch.from_numpy(np.ascontiguousarray(data["x"][split])).to(rt.device)
+    if rt.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, torch.from_numpy(data["y"][split]).to(rt.device)
