@@ -199,6 +199,9 @@ class TuneConfig:
     def __post_init__(self) -> None:
         if self.max_failures < 0 or self.max_concurrent_trials < 0:
             raise ConfigError("tune.max_failures / tune.max_concurrent_trials: must be >= 0")
+        if self.storage_path and "://" in self.storage_path:
+            raise ConfigError("tune.storage_path: cloud URIs are not supported yet; mount shared "
+                              "storage (NFS, EFS) on every node and give its path")
 
 
 @dataclass

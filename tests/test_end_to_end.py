@@ -1,0 +1,92 @@
+"""The whole pipeline through the real CLI: a subprocess, a real local Ray, real files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tests.test_cli import run_cli
+
+TINY = Path(__file__).with_name("tiny.yaml")
+COLUMNS = ["method", "defences", "lambda", "cnn4_dev", "cnn4_test", "vgg16_dev", "vgg16_test",
+           "resnet50_dev", "resnet50_test"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """One tiny grid, run once for every test of this module."""
+    folder = tmp_path_factory.mktemp("e2e")
+    result = run_cli("--config", str(TINY), "--results", str(folder / "results"), cwd=folder,
+                     timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return folder / "results", result
+
+
+def test_table1_has_every_row_of_the_grid(run):
+    results, _ = run
+    table = pd.read_csv(results / "table1.csv")
+    assert list(table.columns[:9]) == COLUMNS
+    rows = list(zip(table["method"], table["defences"]))
+    assert rows == [
+        ("clean", "CNN-4 + VGG-16 + ResNet-50"),
+        ("single-task", "CNN-4"), ("single-task", "VGG-16"), ("single-task", "ResNet-50"),
+        ("multi-task", "CNN-4 + VGG-16"), ("multi-task", "CNN-4 + VGG-16 + ResNet-50"),
+        ("transfer", "CNN-4 + VGG-16"), ("transfer", "CNN-4 + VGG-16 + ResNet-50"),
+        ("lifelong", "CNN-4 + VGG-16"), ("lifelong", "CNN-4 + VGG-16 + ResNet-50")]
+    uar = table[COLUMNS[3:]]
+    assert uar.notna().all().all() and ((uar >= 0) & (uar <= 100)).all().all()
+    assert set(table.loc[table["method"] == "lifelong", "lambda"]) <= {100.0, 10000.0}
+    assert table.loc[table["method"] != "lifelong", "lambda"].isna().all()
+    assert (table["status"] == "ok").all()
+
+
+def test_trials_parquet_has_a_row_per_trial_and_stage(run):
+    results, _ = run
+    trials = pd.read_parquet(results / "trials.parquet")
+    stages = trials.groupby("trial_id")["stage"].apply(sorted).to_dict()
+    assert stages["lifelong-clockwise-lam1e2-seed0"] == [0, 1, 2]
+    assert stages["single-task-cnn4-seed0"] == [0]
+    assert len(stages) == 3 + 2 + 1 + 2
+    for column in ("cnn4/test/adv_uar", "cnn4/test/clean_uar", "perturbation/test/snr_db"):
+        assert trials[column].notna().all()
+
+
+def test_tensorboard_events_hold_uar_scalars_and_the_figure(run):
+    results, _ = run
+    trial = results / "runs" / "attacks" / "lifelong-clockwise-lam1e2-seed0"
+    ours = EventAccumulator(str(trial / "tensorboard")).Reload()
+    assert "eval/cnn4/test/adv_uar" in ours.Tags()["scalars"]
+    assert len(ours.Scalars("eval/cnn4/test/adv_uar")) == 3
+    assert ours.Scalars("train/penalty")[-1].value > 0
+    assert "figure2" in ours.Tags()["images"]
+    tunes = EventAccumulator(str(trial)).Reload()
+    assert any(tag.endswith("cnn4/dev/adv_uar") for tag in tunes.Tags()["scalars"])
+
+
+def test_the_other_outputs_exist(run):
+    results, result = run
+    for name in ("lambda_sweep.csv", "lambda_sweep.png", "figure2.png", "findings.md",
+                 "config.yaml", "split.json"):
+        assert (results / name).stat().st_size > 0, name
+    sweep = pd.read_csv(results / "lambda_sweep.csv")
+    assert set(sweep["lambda"]) == {0.0, 100.0, 10000.0}
+    assert "Multi-task" in (results / "findings.md").read_text()
+    assert "table1.csv" in result.stdout
+
+
+def test_report_only_rebuilds_the_same_table(run, tmp_path):
+    results, _ = run
+    before = (results / "table1.csv").read_text()
+    (results / "table1.csv").unlink()
+    rebuilt = run_cli("--results", str(results), "--report-only", cwd=tmp_path)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert (results / "table1.csv").read_text() == before
+
+
+def test_a_second_run_on_the_same_folder_is_refused(run, tmp_path):
+    results, _ = run
+    again = run_cli("--config", str(TINY), "--results", str(results), cwd=tmp_path)
+    assert again.returncode == 2 and "already holds a run" in again.stderr
