@@ -59,6 +59,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # an unwritable folder, a full disk
+        if args.debug:
+            raise
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"error: {where}{error.strerror or error}; check that the folder is writable "
+              "and the disk has space", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted: finish the run with --resume", file=sys.stderr)
         return 130

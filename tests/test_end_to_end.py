@@ -90,3 +90,55 @@ def test_a_second_run_on_the_same_folder_is_refused(run, tmp_path):
     results, _ = run
     again = run_cli("--config", str(TINY), "--results", str(results), cwd=tmp_path)
     assert again.returncode == 2 and "already holds a run" in again.stderr
+
+
+def _finished_trials(results: Path) -> dict[str, str]:
+    """result.json text of every attack trial that reported its last stage."""
+    done = {}
+    for path in (results / "runs" / "attacks").glob("*/result.json"):
+        text = path.read_text()
+        if '"finished": true' in text:
+            done[path.parent.name] = text
+    return done
+
+
+def test_a_killed_driver_resumes_without_redoing_finished_trials(run, tmp_path):
+    """SIGKILL run_grid.py once some trials finished; --resume completes the grid, leaves the
+    finished trials untouched and gives the same Table 1 as the uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.test_cli import ROOT
+
+    results = tmp_path / "results"
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    driver = subprocess.Popen([sys.executable, str(ROOT / "run_grid.py"), "--config", str(TINY),
+                               "--results", str(results)], cwd=tmp_path, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    try:
+        deadline = time.time() + 600
+        while len(_finished_trials(results)) < 2 and time.time() < deadline:
+            assert driver.poll() is None, "the run ended before it could be killed"
+            time.sleep(0.5)
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait()
+    finally:
+        time.sleep(2)
+        try:
+            os.killpg(driver.pid, signal.SIGKILL)  # Ray's own processes of the killed driver
+        except ProcessLookupError:
+            pass
+    before = _finished_trials(results)
+    assert 2 <= len(before) < 8
+    resumed = run_cli("--results", str(results), "--resume", cwd=tmp_path, timeout=900)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    after = _finished_trials(results)
+    assert len(after) == 8
+    for trial_id, text in before.items():
+        assert after[trial_id] == text, f"{trial_id} ran again"
+    uninterrupted, _ = run
+    assert (results / "table1.csv").read_text() == (uninterrupted / "table1.csv").read_text()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import torch
@@ -42,6 +43,9 @@ def train_attack_trial(config: dict, data: dict, defence_weights: dict) -> None:
     trained ``state_dict``. Reports training losses every ``log_every`` iterations, checkpoints
     every ``checkpoint_every``, and the full evaluation of every defence after each stage."""
     trial, experiment = config["trial"], config["experiment"]
+    if trial["id"] in os.environ.get("SER_FAIL_TRIALS", "").split(","):
+        # A fault-injection hook for reliability tests: this trial fails on every attempt.
+        raise RuntimeError(f"failure injected into {trial['id']} by SER_FAIL_TRIALS")
     attack, lifelong = experiment["attack"], experiment["lifelong"]
     rt = runtime(experiment["performance"], experiment["tune"]["attack_resources"]["cpu"])
     classes = data["classes"]

@@ -1,0 +1,140 @@
+"""Attacker training throughput, EWC overhead and peak memory per strategy."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from trainables.device import Runtime, place
+from trainables.models import build
+from trainables.regularisers import build_regulariser
+from trainables.regularisers.importance import minibatch_fisher, per_sample_fisher
+from trainables.stage_loop import LoopSettings, StageLoop
+from trainables.stages import Plan, Stage
+
+
+@dataclass(frozen=True)
+class Size:
+    """How big the benchmark's models and inputs are."""
+
+    frames: int
+    attacker_width: float
+    defence_width: float
+    batch_size: int
+    steps: int
+    warmup: int
+    fisher_samples: int
+
+
+FULL = Size(frames=373, attacker_width=1.0, defence_width=1.0, batch_size=64, steps=20, warmup=5,
+            fisher_samples=256)
+QUICK = Size(frames=48, attacker_width=0.125, defence_width=0.0625, batch_size=8, steps=4,
+             warmup=1, fisher_samples=16)
+DEFENCES = ("cnn4", "vgg16", "resnet50")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def make_loop(size: Size, rt: Runtime, defences: tuple[str, ...], regulariser: str = "none",
+              strength: float = 0.0, n: int = 256) -> StageLoop:
+    """A stage loop on random data with the benchmark's sizes."""
+    torch.manual_seed(0)
+    x = torch.randn(n, 1, size.frames, 64, device=rt.device)
+    if rt.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 7, (n,), device=rt.device)
+    models = {d: place(build(d, width=size.defence_width), rt).eval() for d in DEFENCES}
+    attacker = place(build("atrous", width=size.attacker_width), rt)
+    plan = Plan("bench", (Stage(defences, 10**9),), regulariser)
+    return StageLoop(attacker, models, plan, build_regulariser(regulariser, strength), x, y,
+                     LoopSettings(batch_size=size.batch_size, fisher_samples=size.fisher_samples,
+                                  fisher_batch_size=min(64, size.fisher_samples), amp=rt.amp))
+
+
+def step_flops(loop: StageLoop) -> float:
+    """FLOPs of one training step, counted by PyTorch."""
+    loss_fn = loop.stage_loss(loop.plan.stages[0])
+    with FlopCounterMode(display=False) as counter:
+        loop.step(loss_fn)
+    return float(counter.get_total_flops())
+
+
+def throughput(size: Size, rt: Runtime, defences: tuple[str, ...]) -> dict:
+    """Samples per second, achieved TFLOP/s and peak memory of attacker training steps."""
+    loop = make_loop(size, rt, defences)
+    loss_fn = loop.stage_loss(loop.plan.stages[0])
+    for _ in range(size.warmup):
+        loop.step(loss_fn)
+    flops = step_flops(loop)
+    if rt.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    _sync(rt.device)
+    start = time.perf_counter()
+    for _ in range(size.steps):
+        loop.step(loss_fn)
+    _sync(rt.device)
+    seconds = time.perf_counter() - start
+    return {"samples_per_s": size.steps * size.batch_size / seconds,
+            "tflops": flops * size.steps / seconds / 1e12,
+            "peak_memory_mb": (torch.cuda.max_memory_allocated() / 2**20
+                               if rt.device.type == "cuda" else None)}
+
+
+def ewc_overhead(size: Size, rt: Runtime) -> dict:
+    """Fisher estimation time (per-sample and minibatch) and the penalty's cost per step."""
+    loop = make_loop(size, rt, ("cnn4",), "ewc", 1e4)
+    loss_fn = loop.stage_loss(loop.plan.stages[0])
+    batches = loop._importance_batches()
+    timings = {}
+    for name, estimate in (("per_sample", per_sample_fisher), ("minibatch", minibatch_fisher)):
+        estimate(loop.attacker, loss_fn, batches[:1])
+        _sync(rt.device)
+        start = time.perf_counter()
+        estimate(loop.attacker, loss_fn, batches)
+        _sync(rt.device)
+        timings[f"fisher_{name}_s_per_1024"] = (time.perf_counter() - start) * 1024 / \
+            size.fisher_samples
+    plain = throughput(size, rt, ("cnn4",))["samples_per_s"]
+    loop.regulariser.stage_ended(__import__("trainables.regularisers", fromlist=["StageEnd"])
+                                 .StageEnd(loop.attacker, loss_fn, batches[:1]))
+    for _ in range(size.warmup):
+        loop.step(loss_fn)
+    _sync(rt.device)
+    start = time.perf_counter()
+    for _ in range(size.steps):
+        loop.step(loss_fn)
+    _sync(rt.device)
+    with_penalty = size.steps * size.batch_size / (time.perf_counter() - start)
+    timings["penalty_ms_per_step"] = 1000 * size.batch_size * (1 / with_penalty - 1 / plain)
+    return timings
+
+
+def strategy_memory(size: Size, rt: Runtime) -> dict:
+    """Peak GPU memory of a training step: single-task, lifelong (EWC active), multi-task."""
+    if rt.device.type != "cuda":
+        return {"note": "peak memory is measured on CUDA only"}
+    out = {}
+    for name, defences, regulariser in (("single-task", ("cnn4",), "none"),
+                                        ("lifelong", ("cnn4",), "ewc"),
+                                        ("multi-task", DEFENCES, "none")):
+        torch.cuda.empty_cache()
+        loop = make_loop(size, rt, defences, regulariser, 1e4)
+        loss_fn = loop.stage_loss(loop.plan.stages[0])
+        if regulariser != "none":
+            from trainables.regularisers import StageEnd
+            loop.regulariser.stage_ended(StageEnd(loop.attacker, loss_fn,
+                                                  loop._importance_batches()[:1]))
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        for _ in range(3):
+            loop.step(loss_fn)
+        torch.cuda.synchronize()
+        out[f"{name}_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        del loop
+    return out

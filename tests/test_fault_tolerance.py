@@ -1,0 +1,101 @@
+"""Faults with real processes and real Ray: a killed trial worker, a trial that keeps failing,
+a second run on the same folder, an unwritable results folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from orchestrator.lock import RunLock
+from tests.test_cli import ROOT, run_cli
+from tests.test_end_to_end import TINY
+
+ONE_TRIAL = ["--set", "grid.strategies=[lifelong]", "--set", "grid.lambdas=[100.0]",
+             "--set", "attack.first_stage_iterations=40", "--set", "attack.checkpoint_every=4"]
+METRICS = ["cnn4/test/adv_uar", "vgg16/test/adv_uar", "resnet50/dev/adv_uar",
+           "perturbation/test/snr_db"]
+
+
+def _checkpoint_pid(result_file: Path, min_step: int) -> int | None:
+    if not result_file.exists():
+        return None
+    for line in result_file.read_text().splitlines():
+        try:
+            result = json.loads(line)
+        except ValueError:
+            continue
+        if result.get("kind") == "checkpoint" and result.get("global_step", 0) >= min_step:
+            return int(result["pid"])
+    return None
+
+
+def test_a_killed_trial_worker_is_retried_from_its_checkpoint_with_the_same_result(tmp_path):
+    clean = run_cli("--config", str(TINY), "--results", str(tmp_path / "a"), *ONE_TRIAL,
+                    cwd=tmp_path, timeout=600)
+    assert clean.returncode == 0, clean.stderr[-3000:]
+
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    driver = subprocess.Popen([sys.executable, str(ROOT / "run_grid.py"), "--config", str(TINY),
+                               "--results", str(tmp_path / "b"), *ONE_TRIAL], cwd=tmp_path,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True)
+    result_file = tmp_path / "b" / "runs" / "attacks" / "lifelong-clockwise-lam1e2-seed0" / \
+        "result.json"
+    deadline = time.time() + 300
+    pid = None
+    while pid is None and time.time() < deadline and driver.poll() is None:
+        pid = _checkpoint_pid(result_file, min_step=8)
+        time.sleep(0.05)
+    assert pid is not None, "no checkpoint appeared"
+    os.kill(pid, signal.SIGKILL)
+    output, _ = driver.communicate(timeout=600)
+    assert driver.returncode == 0, output[-3000:]
+
+    restarted = [json.loads(line) for line in result_file.read_text().splitlines()]
+    assert len({r["pid"] for r in restarted}) == 2  # a second worker finished the trial
+    first, second = (pd.read_parquet(tmp_path / run / "trials.parquet") for run in ("a", "b"))
+    pd.testing.assert_frame_equal(first[METRICS + ["stage"]], second[METRICS + ["stage"]])
+
+
+def test_a_trial_that_keeps_failing_is_marked_and_the_rest_completes(tmp_path):
+    env_fail = {"SER_FAIL_TRIALS": "single-task-vgg16-seed0"}
+    os.environ.update(env_fail)
+    try:
+        result = run_cli("--config", str(TINY), "--results", str(tmp_path / "r"),
+                         "--set", "grid.strategies=[single-task]", "--set", "tune.max_failures=1",
+                         cwd=tmp_path, timeout=600)
+    finally:
+        os.environ.pop("SER_FAIL_TRIALS")
+    assert result.returncode == 1
+    assert "single-task-vgg16-seed0" in result.stdout and "--resume" in result.stdout
+    table = pd.read_csv(tmp_path / "r" / "table1.csv")
+    failed = table[table["defences"] == "VGG-16"].iloc[0]
+    assert failed["status"] == "failed" and pd.isna(failed["cnn4_test"])
+    assert (table[table["defences"] != "VGG-16"]["status"] == "ok").all()
+    trials = pd.read_parquet(tmp_path / "r" / "trials.parquet")
+    row = trials[trials["trial_id"] == "single-task-vgg16-seed0"].iloc[0]
+    assert row["status"] == "failed" and "injected" in row["error"]
+
+
+def test_a_second_run_on_a_folder_in_use_is_refused(tmp_path):
+    results = tmp_path / "r"
+    with RunLock(results):
+        second = run_cli("--config", str(TINY), "--results", str(results), cwd=tmp_path)
+    assert second.returncode == 2
+    assert "another run is using" in second.stderr and "Traceback" not in second.stderr
+
+
+def test_an_unwritable_results_folder_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = run_cli("--config", str(TINY), "--results", str(blocker / "results"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "check that the folder is writable" in result.stderr
+    assert "Traceback" not in result.stderr
