@@ -34,10 +34,10 @@ class DefenceTrainer:
                  settings: DefenceSettings = DefenceSettings()) -> None:
         self.model, self.settings = model, settings
         (self.x, self.y), self.dev = train, dev
-        self.generator = torch.Generator().manual_seed(settings.seed)
-        counts = torch.bincount(self.y.cpu(), minlength=int(self.y.max()) + 1).float()
-        weights = (1.0 / counts.clamp(min=1))[self.y.cpu()] if settings.balanced else \
-            torch.ones(len(self.y))
+        self.generator = torch.Generator(device=self.y.device).manual_seed(settings.seed)
+        counts = torch.bincount(self.y, minlength=int(self.y.max()) + 1).float()
+        weights = (1.0 / counts.clamp(min=1))[self.y] if settings.balanced else \
+            torch.ones(len(self.y), device=self.y.device)
         self.weights = weights / weights.sum()
         self.optimiser = torch.optim.Adam(model.parameters(), lr=settings.lr)
         self.iteration = 0
@@ -47,7 +47,7 @@ class DefenceTrainer:
 
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         index = torch.multinomial(self.weights, self.settings.batch_size, replacement=True,
-                                  generator=self.generator).to(self.x.device)
+                                  generator=self.generator)
         return self.x[index], self.y[index]
 
     def evaluate(self) -> float:

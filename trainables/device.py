@@ -14,6 +14,7 @@ class Runtime:
     device: torch.device
     amp: bool
     channels_last: bool
+    compile: bool = False
 
 
 def runtime(performance: dict, cpus: float = 1.0) -> Runtime:
@@ -34,7 +35,8 @@ def runtime(performance: dict, cpus: float = 1.0) -> Runtime:
         torch.backends.cudnn.allow_tf32 = True
     return Runtime(device=torch.device("cuda" if cuda else "cpu"),
                    amp=cuda and performance.get("amp", "bf16") == "bf16",
-                   channels_last=cuda and bool(performance.get("channels_last", True)))
+                   channels_last=cuda and bool(performance.get("channels_last", True)),
+                   compile=cuda and bool(performance.get("compile", False)))
 
 
 def place(module: torch.nn.Module, rt: Runtime) -> torch.nn.Module:

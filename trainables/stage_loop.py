@@ -36,6 +36,7 @@ class LoopSettings:
     fisher_batch_size: int = 64
     seed: int = 0
     amp: bool = False  # bf16 autocast (CUDA); parameters, losses and the Fisher stay fp32
+    compile: bool = False  # torch.compile the attacker's training forward pass
 
 
 @dataclass
@@ -73,7 +74,10 @@ class StageLoop:
         self.plan, self.regulariser, self.settings = plan, regulariser, settings
         self.train_x, self.train_y = train_x, train_y
         self.device = train_x.device
-        self.generator = torch.Generator().manual_seed(settings.seed)
+        # On the data's device, so that drawing a batch never waits for the host.
+        self.generator = torch.Generator(device=self.device).manual_seed(settings.seed)
+        self.forward = (torch.compile(attacker, mode="max-autotune-no-cudagraphs")
+                        if settings.compile else attacker)
         self.stage_index, self.iteration = 0, 0
         self.optimiser = self._new_optimiser()
         self._pending: list[torch.Tensor] = []
@@ -104,13 +108,13 @@ class StageLoop:
 
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         index = torch.randint(len(self.train_x), (self.settings.batch_size,),
-                              generator=self.generator).to(self.device)
+                              generator=self.generator, device=self.device)
         return self.train_x[index], self.train_y[index]
 
     def _importance_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         s = self.settings
-        order = torch.randperm(len(self.train_x), generator=self.generator)[: s.fisher_samples]
-        order = order.to(self.device)
+        order = torch.randperm(len(self.train_x), generator=self.generator,
+                               device=self.device)[: s.fisher_samples]
         return [(self.train_x[i], self.train_y[i]) for i in order.split(s.fisher_batch_size)]
 
     def step(self, loss_fn) -> None:
@@ -119,7 +123,7 @@ class StageLoop:
         for group in self.optimiser.param_groups:
             group["lr"] = self.lr_at(self.iteration)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.settings.amp):
-            loss = loss_fn(self.attacker(x), x, y).mean()
+            loss = loss_fn(self.forward(x), x, y).mean()
         penalty = self.regulariser.penalty(self.attacker)
         total = loss if penalty is None else loss + penalty
         self.optimiser.zero_grad(set_to_none=True)

@@ -84,7 +84,7 @@ def make_speaker(index: int, seed: int) -> Speaker:
     return Speaker(gender="f" if female else "m",
                    pitch=float(rng.normal(210, 22) if female else rng.normal(118, 14)),
                    formant_scale=float(rng.normal(1.16 if female else 1.0, 0.04)),
-                   expressiveness=float(rng.uniform(0.55, 1.1)))
+                   expressiveness=float(rng.uniform(0.75, 1.15)))
 
 
 def _resonator(signal: np.ndarray, freq: float, bandwidth: float, sr: int) -> np.ndarray:

@@ -65,7 +65,8 @@ def train_attack_trial(config: dict, data: dict, defence_weights: dict) -> None:
         alpha=attack["alpha"], lr=attack["lr"], lr_decay=attack["lr_decay"],
         lr_decay_every=attack["lr_decay_every"], batch_size=attack["batch_size"],
         log_every=attack["log_every"], fisher_samples=lifelong["fisher_samples"],
-        fisher_batch_size=lifelong["fisher_batch_size"], seed=trial["seed"], amp=rt.amp)
+        fisher_batch_size=lifelong["fisher_batch_size"], seed=trial["seed"], amp=rt.amp,
+        compile=rt.compile)
     loop = StageLoop(attacker, {d: defences[d] for d in trial["defences"]}, plan, regulariser,
                      *splits["train"], settings)
     state = restore()
