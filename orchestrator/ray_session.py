@@ -15,6 +15,11 @@ def start_ray(address: str | None = None) -> None:
         return
     if address:
         ray.init(address=address, log_to_driver=True)
+        where = f"joined the Ray cluster at {address}"
     else:
         ray.init(include_dashboard=False, log_to_driver=True,
                  _temp_dir=os.environ.get("SER_RAY_TMPDIR"))
+        where = "started a local Ray instance"
+    resources = ray.cluster_resources()
+    print(f"{where}: {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs",
+          flush=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,11 @@ def trial_dir() -> Path:
 def split_tensors(data: dict, split: str, rt: Runtime) -> tuple[torch.Tensor, torch.Tensor]:
     """``(x (n, 1, T, F), y (n,))`` of a split on the trial's device; the whole split is
     resident there, so no step reads a file or copies from the host."""
-    x = torch.from_numpy(np.ascontiguousarray(data["x"][split])).to(rt.device)
+    with warnings.catch_warnings():
+        # Arrays from Ray's object store are read-only; sharing them saves a copy per trial on
+        # CPU, and nothing ever writes to the features.
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        x = torch.from_numpy(np.ascontiguousarray(data["x"][split])).to(rt.device)
     if rt.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     return x, torch.from_numpy(data["y"][split]).to(rt.device)

@@ -1,0 +1,106 @@
+"""Bad data and unsafe input through the real CLI: a short message naming what is wrong, no
+traceback, no table."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from tests.conftest import demos_folder, write_wav
+from tests.test_cli import ROOT, run_cli
+
+
+def _corrupt(root: Path) -> str:
+    demos_folder(root)
+    (root / "PR_f_01_rab00a.wav").write_bytes(b"RIFF....WAVEfmt garbage")
+    return "PR_f_01_rab00a.wav: cannot read audio"
+
+
+def _empty_wav(root: Path) -> str:
+    demos_folder(root)
+    (root / "PR_f_01_rab00a.wav").write_bytes(b"")
+    return "PR_f_01_rab00a.wav: cannot read audio"
+
+
+def _nan(root: Path) -> str:
+    demos_folder(root)
+    soundfile.write(root / "PR_f_01_rab00a.wav", np.full(800, np.nan, np.float32), 16_000,
+                    subtype="FLOAT")
+    return "NaN"
+
+
+def _unknown_code(root: Path) -> str:
+    demos_folder(root)
+    write_wav(root / "PR_f_01_xyz00a.wav")
+    return "unknown DEMoS emotion code 'xyz'"
+
+
+def _no_names(root: Path) -> str:
+    write_wav(root / "recording1.wav")
+    return "is named as demos names its files"
+
+
+def _empty(root: Path) -> str:
+    root.mkdir()
+    return "holds no audio files"
+
+
+def _class_missing(root: Path) -> str:
+    demos_folder(root)
+    for path in root.glob("*_sor*.wav"):
+        if "_01_" not in path.name:
+            path.unlink()
+    return "class 'surprise'"
+
+
+@pytest.mark.parametrize("make", [_corrupt, _empty_wav, _nan, _unknown_code, _no_names, _empty,
+                                  _class_missing])
+def test_bad_corpus_gives_a_clear_error_and_no_table(tmp_path, make):
+    root = tmp_path / "corpus"
+    root.mkdir(exist_ok=True) if make is not _empty else None
+    message = make(root)
+    result = run_cli("--corpus", "demos", "--data-root", str(root), "--results",
+                     str(tmp_path / "r"), "--set", "data.features.frames=16", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "r" / "table1.csv").exists()
+
+
+def test_skip_option_lists_bad_files_in_the_run_output(tmp_path):
+    root = tmp_path / "corpus"
+    demos_folder(root, per_class=2)
+    (root / "PR_f_01_rab00a.wav").write_bytes(b"")
+    from orchestrator.config import load_config
+    from orchestrator.data_prep import prepare_data
+    config = load_config(None, [f"data.root={root}", "data.corpus=demos",
+                                "data.on_bad_file=skip", "data.features.frames=16"])
+    prepared = prepare_data(config.data, tmp_path / "r", progress=False)
+    listed = (tmp_path / "r" / "skipped_files.txt").read_text()
+    assert "PR_f_01_rab00a.wav" in listed and len(prepared.skipped) == 1
+
+
+def test_config_values_are_never_evaluated(tmp_path):
+    marker = tmp_path / "pwned"
+    payload = f"name=!!python/object/apply:os.system ['touch {marker}']"
+    run_cli("--set", payload, "--set", "grid.lamdas=1", cwd=tmp_path)
+    (tmp_path / "c.yaml").write_text(f"name: !!python/object/apply:os.system ['touch {marker}']\n")
+    result = run_cli("--config", str(tmp_path / "c.yaml"), cwd=tmp_path)
+    assert result.returncode == 2 and "malformed YAML" in result.stderr
+    assert not marker.exists()
+
+
+def test_every_checkpoint_load_is_weights_only():
+    loads = []
+    for path in [*(ROOT / "trainables").rglob("*.py"), *(ROOT / "orchestrator").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and ast.unparse(node.func) == "torch.load":
+                loads.append({k.arg: ast.unparse(k.value) for k in node.keywords})
+            if isinstance(node, ast.Call) and ast.unparse(node.func) in ("eval", "exec",
+                                                                        "yaml.load"):
+                raise AssertionError(f"{path}: {ast.unparse(node)}")
+    assert len(loads) >= 3 and all(k.get("weights_only") == "True" for k in loads)
