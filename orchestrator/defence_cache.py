@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 from pathlib import Path
 
@@ -12,11 +13,21 @@ from orchestrator.atomic import write_atomically
 from orchestrator.config import ExperimentConfig
 
 
+def _source_digest(model: str) -> str:
+    """The code that decides a defence's weights: a change to it must not reuse old weights."""
+    import trainables.defence_training as training
+    from trainables.models import REGISTRY
+    files = [inspect.getsourcefile(training), inspect.getsourcefile(REGISTRY[model])]
+    return hashlib.sha256(b"".join(Path(f).read_bytes() for f in files)).hexdigest()[:16]
+
+
 def defence_key(config: ExperimentConfig, name: str, feature_cache: str) -> str:
-    """Hash of the defence's architecture, its training settings, the seed, the performance
-    settings that change numerics, and the feature cache (which names the data and split)."""
+    """Hash of the defence's architecture and code, its training settings, the seed, the
+    performance settings that change numerics, and the feature cache (which names the data and
+    split)."""
     spec = config.defences[name]
     payload = {"model": spec.model, "width": spec.width, "seed": config.seed,
+               "code": _source_digest(spec.model),
                "training": vars(config.defence_training), "amp": config.performance.amp,
                "features": Path(feature_cache).name}
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode())

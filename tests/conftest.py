@@ -14,10 +14,17 @@ from trainables.synthetic import SyntheticSpec, ensure_corpus
 TINY_SPEC = SyntheticSpec(speakers=6, utterances_per_emotion=2, min_seconds=0.6, max_seconds=1.2)
 
 
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path_factory, monkeypatch):
-    """Every test caches under a temporary folder, never in the user's home."""
-    monkeypatch.setenv("SER_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Every test, and every fixture of any scope, caches under this session's temporary folder,
+    never in the user's home (a stale cache there would hide changes to the code)."""
+    previous = os.environ.get("SER_CACHE_DIR")
+    os.environ["SER_CACHE_DIR"] = str(tmp_path_factory.getbasetemp() / "cache")
+    yield
+    if previous is None:
+        os.environ.pop("SER_CACHE_DIR", None)
+    else:
+        os.environ["SER_CACHE_DIR"] = previous
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +56,3 @@ def demos_folder(root: Path, speakers: int = 6, per_class: int = 1) -> Path:
                 write_wav(root / f"PR_{gender}_{s + 1:02d}_{code}{i:02d}a.wav",
                           seed=s * 100 + c * 10 + i)
     return root
-
-
-def env_without_cache_override() -> dict:
-    return dict(os.environ)
