@@ -78,3 +78,23 @@ def test_lifelong_logs_a_penalty_after_the_first_stage():
     new_loop("lifelong").run(LoopCallbacks(on_log=logs.append))
     assert all(e["penalty"] == 0 for e in logs if e["stage"] == 0)
     assert any(e["penalty"] > 0 for e in logs if e["stage"] > 0)
+
+
+def test_bf16_autocast_and_channels_last_train_with_fp32_weights_and_fisher():
+    """The GPU path's switches, exercised on CPU (autocast supports bf16 there too)."""
+    torch.manual_seed(0)
+    from trainables.models import build
+    x = torch.randn(32, 1, 16, 16).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 7, (32,))
+    defences = {"a": build("cnn4", width=0.0625).eval()}
+    settings = LoopSettings(lr=1e-2, batch_size=8, log_every=5, fisher_samples=8,
+                            fisher_batch_size=4, amp=True)
+    loop = StageLoop(build("atrous", width=0.125), defences,
+                     make_plan("lifelong", ("a", "a"), 10, 5), build_regulariser("ewc", 10.0),
+                     x, y, settings)
+    logs = []
+    loop.run(LoopCallbacks(on_log=logs.append))
+    assert all(p.dtype == torch.float32 for p in loop.attacker.parameters())
+    assert all(f.dtype == torch.float32 for f in loop.regulariser.fishers[0].values())
+    assert all(torch.isfinite(torch.tensor(e["total_loss"])) for e in logs)
+    assert logs[-1]["penalty"] > 0
