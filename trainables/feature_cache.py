@@ -25,7 +25,7 @@ from tqdm import tqdm
 from trainables.audio_io import read_audio
 from trainables.errors import DataError
 from trainables.features import FeatureSettings, band_statistics, log_mel
-from trainables.splits import SPLITS, speaker_lists
+from trainables.splits import missing_classes, speaker_lists
 
 FORMAT_VERSION = 1
 
@@ -123,13 +123,11 @@ def build_feature_cache(df: pd.DataFrame, settings: FeatureSettings, cache_dir: 
 
 
 def _check_every_class_in_every_split(df: pd.DataFrame) -> None:
-    classes = df.attrs.get("classes") or sorted(df["emotion"].unique())
-    present = set(zip(df["split"], df["emotion"]))
-    for split in SPLITS:
-        for cls in classes:
-            if cls in set(df["emotion"]) and (split, cls) not in present:
-                raise DataError(f"the {split} split has no utterance of class {cls!r} after "
-                                "leaving out bad files: fix the files or change the split")
+    missing = missing_classes(df, tuple(df.attrs.get("classes") or ()) or None)
+    if missing:
+        split, cls = missing[0]
+        raise DataError(f"the {split} split has no utterance of class {cls!r} after leaving "
+                        "out bad files: fix the files or change the split")
 
 
 @dataclass

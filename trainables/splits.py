@@ -78,11 +78,13 @@ def _draw_counts(speakers_by_gender: dict[str, list[str]],
     return assignment
 
 
-def _missing_classes(df: pd.DataFrame, assignment: dict[str, str],
-                     classes: tuple[str, ...]) -> list[tuple[str, str]]:
-    splits = df["speaker"].map(assignment)
-    present = set(zip(splits, df["emotion"]))
-    return [(s, c) for s in SPLITS for c in classes if (s, c) not in present]
+def missing_classes(df: pd.DataFrame, classes: tuple[str, ...] | None = None
+                    ) -> list[tuple[str, str]]:
+    """(split, class) pairs with no utterance, for the classes present in ``df`` (which has a
+    ``split`` column), in ``classes`` order when given."""
+    present = set(zip(df["split"], df["emotion"]))
+    wanted = [c for c in (classes or sorted(set(df["emotion"]))) if c in set(df["emotion"])]
+    return [(s, c) for s in SPLITS for c in wanted if (s, c) not in present]
 
 
 def read_split_file(path: str | Path) -> dict[str, str]:
@@ -99,7 +101,6 @@ def assign_splits(df: pd.DataFrame, spec: SplitSpec, classes: tuple[str, ...]) -
     """Return each row's split. Speakers never cross splits; the result depends only on the
     speakers, their genders and ``spec`` (not on file order). Raises ``DataError`` if no draw
     puts every class present in the corpus into every split."""
-    present_classes = tuple(c for c in classes if c in set(df["emotion"]))
     if spec.file is not None:
         assignment = read_split_file(spec.file)
         unknown = sorted(set(df["speaker"]) - set(assignment))
@@ -119,7 +120,7 @@ def assign_splits(df: pd.DataFrame, spec: SplitSpec, classes: tuple[str, ...]) -
     missing: list[tuple[str, str]] = []
     for _ in range(spec.max_attempts):
         assignment = _draw(by_gender, spec, rng)
-        missing = _missing_classes(df, assignment, present_classes)
+        missing = missing_classes(df.assign(split=df["speaker"].map(assignment)), classes)
         if not missing:
             return df["speaker"].map(assignment).rename("split")
     split, cls = missing[0]

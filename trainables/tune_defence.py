@@ -25,9 +25,9 @@ def train_defence_trial(config: dict, data: dict) -> None:
     state = restore()
     if state is not None:
         trainer.load_state_dict(state)
-    trainer.run(lambda metrics, t: report({**metrics, "done": False}, t.state_dict()))
+    trainer.run(lambda metrics, t: report({**metrics, "finished": False}, t.state_dict()))
     final = evaluate(None, {trial["defence"]: model}, {"dev": splits["dev"], "test": splits["test"]})
     final.pop("confusion")
     report({**final, "iteration": trainer.iteration, "best_iteration": trainer.best_iteration,
-            "best_dev_uar": trainer.best_uar, "done": True},
+            "best_dev_uar": trainer.best_uar, "finished": True},
            {**trainer.state_dict(), "defence": model.state_dict()})
