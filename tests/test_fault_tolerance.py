@@ -18,7 +18,7 @@ from tests.test_cli import ROOT, run_cli
 from tests.test_end_to_end import TINY
 
 ONE_TRIAL = ["--set", "grid.strategies=[lifelong]", "--set", "grid.lambdas=[100.0]",
-             "--set", "attack.first_stage_iterations=40", "--set", "attack.checkpoint_every=4"]
+             "--set", "attack.first_stage_iterations=300", "--set", "attack.checkpoint_every=20"]
 METRICS = ["cnn4/test/adv_uar", "vgg16/test/adv_uar", "resnet50/dev/adv_uar",
            "perturbation/test/snr_db"]
 
@@ -51,7 +51,7 @@ def test_a_killed_trial_worker_is_retried_from_its_checkpoint_with_the_same_resu
     deadline = time.time() + 300
     pid = None
     while pid is None and time.time() < deadline and driver.poll() is None:
-        pid = _checkpoint_pid(result_file, min_step=8)
+        pid = _checkpoint_pid(result_file, min_step=20)
         time.sleep(0.05)
     assert pid is not None, "no checkpoint appeared"
     os.kill(pid, signal.SIGKILL)
