@@ -98,13 +98,6 @@ def _scan_manifest(root: Path) -> tuple[list[dict], tuple[str, ...]]:
     return rows, tuple(sorted({r["emotion"] for r in rows}))
 
 
-def corpus_classes(corpus: str) -> tuple[str, ...] | None:
-    """The class order of a corpus kind (``None`` for a manifest: its own sorted labels)."""
-    if corpus == "manifest":
-        return None
-    return _adapter(corpus, Path(".")).classes
-
-
 def scan_corpus(root: str | Path, corpus: str = "demos", *, split: SplitSpec | None = None,
                 on_bad_file: str = "error") -> pd.DataFrame:
     """Scan ``root`` and return one row per usable utterance.
