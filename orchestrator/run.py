@@ -97,9 +97,10 @@ def run(config: ExperimentConfig, results: Path, resume: bool = False,
             raise ProjectError(f"{results} already holds a run: pass --resume to finish it, "
                                "--report-only to rebuild its report, or another --results folder")
         storage = storage_of(config, results)
+        prepared = prepare_data(config.data, results)
+        # Saved once the data is usable: a run stopped by bad input leaves no run to resume.
         write_text_atomically(results / CONFIG_FILE,
                               yaml.safe_dump(config_to_dict(config), sort_keys=False))
-        prepared = prepare_data(config.data, results)
         print(f"features: {prepared.utterances} utterances, {len(prepared.classes)} classes "
               f"({prepared.feature_cache})", flush=True)
         data = _trial_data(prepared)

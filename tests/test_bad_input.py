@@ -104,3 +104,14 @@ def test_every_checkpoint_load_is_weights_only():
                                                                         "yaml.load"):
                 raise AssertionError(f"{path}: {ast.unparse(node)}")
     assert len(loads) >= 3 and all(k.get("weights_only") == "True" for k in loads)
+
+
+def test_after_a_data_error_the_same_folder_can_be_used_again(tmp_path):
+    """A run stopped by bad input saves no config, so it does not block the next run."""
+    root = tmp_path / "corpus"
+    root.mkdir()
+    _corrupt(root)
+    result = run_cli("--corpus", "demos", "--data-root", str(root), "--results",
+                     str(tmp_path / "r"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert not (tmp_path / "r" / "config.yaml").exists()
