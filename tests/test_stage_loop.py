@@ -98,3 +98,27 @@ def test_bf16_autocast_and_channels_last_train_with_fp32_weights_and_fisher():
     assert all(f.dtype == torch.float32 for f in loop.regulariser.fishers[0].values())
     assert all(torch.isfinite(torch.tensor(e["total_loss"])) for e in logs)
     assert logs[-1]["penalty"] > 0
+
+
+def test_compiled_training_follows_the_eager_trajectory():
+    """performance.compile: the attacker's forward compiled with torch.compile (here on CPU)
+    trains like the eager one, and its checkpoints keep the module's own parameter names."""
+    from trainables.models import build
+
+    def train(compile_: bool):
+        torch.manual_seed(0)
+        x, y = torch.randn(32, 1, 16, 16), torch.randint(0, 7, (32,))
+        torch.manual_seed(1)
+        defence = build("cnn4", width=0.0625).eval()
+        torch.manual_seed(2)
+        loop = StageLoop(build("atrous", width=0.125), {"a": defence},
+                         make_plan("single-task", ("a",), 6, 0), build_regulariser("none"), x, y,
+                         LoopSettings(lr=1e-2, batch_size=8, log_every=3, compile=compile_))
+        logs = []
+        loop.run(LoopCallbacks(on_log=logs.append))
+        return [e["attack_loss"] for e in logs], loop.state_dict()["attacker"]
+
+    eager, eager_state = train(False)
+    compiled, compiled_state = train(True)
+    assert compiled == pytest.approx(eager, rel=1e-3)
+    assert list(compiled_state) == list(eager_state)
