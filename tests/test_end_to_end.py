@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -93,12 +94,22 @@ def test_a_second_run_on_the_same_folder_is_refused(run, tmp_path):
 
 
 def _finished_trials(results: Path) -> dict[str, str]:
-    """result.json text of every attack trial that reported its last stage."""
+    """result.json text of every attack trial that Tune's saved experiment state marks as
+    finished (TERMINATED): what a resumed run restores as done."""
+    attacks = results / "runs" / "attacks"
+    states = sorted(attacks.glob("experiment_state-*.json"))
+    if not states:
+        return {}
+    try:
+        trials = json.loads(states[-1].read_text())["trial_data"]
+    except ValueError:  # caught while Tune rewrites it
+        return {}
     done = {}
-    for path in (results / "runs" / "attacks").glob("*/result.json"):
-        text = path.read_text()
-        if '"finished": true' in text:
-            done[path.parent.name] = text
+    for state, _ in trials:
+        state = json.loads(state) if isinstance(state, str) else state
+        if state["status"] == "TERMINATED":
+            name = state["relative_logdir"]
+            done[name] = (attacks / name / "result.json").read_text()
     return done
 
 
