@@ -177,7 +177,7 @@ def figure2_png(storage: Path, trials: pd.DataFrame, path: Path) -> bool:
             fig = figure2(data["real"], data["perturbation"], str(data["label"]),
                           {k: tuple(v) for k, v in json.loads(str(data["predictions"])).items()})
             fig.text(0.01, 0.01, trial_id, fontsize=7)
-            write_atomically(path, lambda tmp: save_png(fig, tmp))
+            write_atomically(path, lambda tmp, fig=fig: save_png(fig, tmp))
             return True
     return False
 

@@ -47,9 +47,9 @@ def _trial_data(prepared: PreparedData) -> dict:
 
 
 def _defence_weights(config: ExperimentConfig, prepared: PreparedData, data: dict,
-                     storage: Path, resume: bool) -> dict:
-    """Train the defences that are not cached yet (one Tune experiment), cache them, and return
-    every defence's weights; records each defence's clean UAR."""
+                     storage: Path, resume: bool) -> tuple[dict, dict]:
+    """Train the defences that are not cached yet (one Tune experiment) and cache them.
+    Returns every defence's weights (name -> state_dict) and its clean dev/test UAR."""
     import torch
     from trainables.tune_defence import train_defence_trial
 

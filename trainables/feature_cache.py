@@ -161,7 +161,8 @@ def load_metadata(path: str | Path) -> dict:
             metadata["rows"] = sum(reader.get_batch(i).num_rows
                                    for i in range(reader.num_record_batches))
     except (OSError, pa.ArrowInvalid, KeyError) as error:
-        raise DataError(f"feature cache {path} cannot be read ({error}); delete it to rebuild")
+        raise DataError(f"feature cache {path} cannot be read ({error}); delete it to "
+                        "rebuild") from None
     return metadata
 
 
@@ -171,7 +172,8 @@ def load_features(path: str | Path) -> FeatureSet:
         with pa.memory_map(str(path)) as source:
             table = pa.ipc.open_file(source).read_all()
     except (OSError, pa.ArrowInvalid) as error:
-        raise DataError(f"feature cache {path} cannot be read ({error}); delete it to rebuild")
+        raise DataError(f"feature cache {path} cannot be read ({error}); delete it to "
+                        "rebuild") from None
     metadata = json.loads(table.schema.metadata[b"ser"])
     column = table.column("features").combine_chunks()
     features = np.array(column.values.to_numpy(zero_copy_only=True)).reshape(

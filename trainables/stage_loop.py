@@ -144,8 +144,9 @@ class StageLoop:
                 "global_step": self.global_step, "attack_loss": loss, "penalty": penalty,
                 "total_loss": loss + penalty, "lr": self.lr_at(self.iteration - 1)})
 
-    def run(self, callbacks: LoopCallbacks = LoopCallbacks()) -> None:
+    def run(self, callbacks: LoopCallbacks | None = None) -> None:
         """Train until every stage is done, from wherever the state stands."""
+        callbacks = callbacks or LoopCallbacks()
         self.attacker.train()
         while not self.finished:
             stage = self.plan.stages[self.stage_index]
