@@ -111,9 +111,7 @@ def scan_corpus(root: str | Path, corpus: str = "demos", *, split: SplitSpec | N
     if on_bad_file not in ("error", "skip"):
         raise DataError(f"data.on_bad_file is {on_bad_file!r}; allowed: error, skip")
     root = Path(root)
-    if corpus == "manifest":
-        if not root.exists():
-            _check_root(root)
+    if corpus == "manifest":  # a CSV file, or a folder holding manifest.csv
         rows, classes = _scan_manifest(root)
         skipped: list = []
     else:

@@ -37,11 +37,14 @@ def perturbation_size(attacker: nn.Module, x: torch.Tensor, batch_size: int = 25
 
 
 def evaluate(attacker: nn.Module | None, defences: Mapping[str, nn.Module],
-             splits: Mapping[str, Split], batch_size: int = 256) -> dict:
+             splits: Mapping[str, Split], batch_size: int = 256,
+             clean_cache: dict[str, np.ndarray] | None = None) -> dict:
     """Metrics of every defence on every split, flat, ready to report:
     ``{defence}/{split}/clean_uar`` and, with an attacker, ``/adv_uar`` (UAR in [0, 1]),
     ``perturbation/{split}/mse`` and ``/snr_db``; ``confusion`` holds the adversarial (or clean)
-    confusion matrices as nested lists."""
+    confusion matrices as nested lists. Clean predictions do not depend on the attacker: pass
+    the same ``clean_cache`` dict at every call to compute them once."""
+    clean_cache = {} if clean_cache is None else clean_cache
     was_training = attacker.training if attacker is not None else False
     if attacker is not None:
         attacker.eval()
@@ -53,13 +56,16 @@ def evaluate(attacker: nn.Module | None, defences: Mapping[str, nn.Module],
             num_classes = int(truth.max()) + 1
             for name, model in defences.items():
                 model.eval()
-                clean = predict(model, x, batch_size)
+                key = f"{name}/{split}"
+                if key not in clean_cache:
+                    clean_cache[key] = predict(model, x, batch_size)
+                clean = clean_cache[key]
                 metrics[f"{name}/{split}/clean_uar"] = uar(truth, clean)
                 shown = clean
                 if attacker is not None:
                     shown = predict(model, x, batch_size, attacker)
                     metrics[f"{name}/{split}/adv_uar"] = uar(truth, shown)
-                confusion[f"{name}/{split}"] = confusion_matrix(truth, shown, num_classes).tolist()
+                confusion[key] = confusion_matrix(truth, shown, num_classes).tolist()
             if attacker is not None:
                 for key, value in perturbation_size(attacker, x, batch_size).items():
                     metrics[f"perturbation/{split}/{key}"] = value

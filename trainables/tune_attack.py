@@ -74,6 +74,7 @@ def train_attack_trial(config: dict, data: dict, defence_weights: dict) -> None:
         loop.load_state_dict(state)
 
     writer = SummaryWriter(str(trial_dir() / "tensorboard"))
+    clean_predictions: dict = {}  # filled at the first evaluation, reused after every stage
     score = {"score": 1.0}  # mean adversarial dev UAR of the latest evaluation (ASHA's metric)
     figure_x, figure_y = splits["test"][0][0], int(splits["test"][1][0])
 
@@ -89,7 +90,7 @@ def train_attack_trial(config: dict, data: dict, defence_weights: dict) -> None:
 
     def on_stage_end(stage: int, loop: StageLoop) -> None:
         metrics = evaluate(attacker, defences, {"dev": splits["dev"], "test": splits["test"]},
-                           attack["eval_batch_size"])
+                           attack["eval_batch_size"], clean_predictions)
         confusion = metrics.pop("confusion")
         step = loop.global_step
         for key, value in metrics.items():

@@ -7,7 +7,7 @@ samples of its batch and the two estimators agree exactly at batch size 1.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -51,34 +51,36 @@ def per_sample_fisher(model: nn.Module, loss: StageLoss,
     return {n: t / count for n, t in total.items()}
 
 
+def _mean_over_batches(model: nn.Module,
+                       batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
+                       objective: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                       transform: Callable[[torch.Tensor], torch.Tensor]) -> Tensors:
+    """Mean over minibatches of ``transform(d objective(x, y) / d theta)``, in eval mode, fp32."""
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    total = {n: torch.zeros_like(p) for n, p in params.items()}
+    with _EvalMode(model), torch.autocast(next(iter(params.values())).device.type, enabled=False):
+        for x, y in batches:
+            grads = torch.autograd.grad(objective(x.float(), y), list(params.values()))
+            for n, g in zip(params, grads):
+                total[n] += transform(g)
+    return {n: t / len(batches) for n, t in total.items()}
+
+
 def minibatch_fisher(model: nn.Module, loss: StageLoss,
                      batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> Tensors:
     """The released code's estimate: the mean over minibatches of the squared gradient of the
     minibatch's mean loss. Cheaper, but smaller than the Fisher by about the batch size when
     per-sample gradients disagree: a known pitfall, kept as an option for reproduction."""
-    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    total = {n: torch.zeros_like(p) for n, p in params.items()}
-    with _EvalMode(model), torch.autocast(next(iter(params.values())).device.type, enabled=False):
-        for x, y in batches:
-            grads = torch.autograd.grad(loss(model(x.float()), x.float(), y).mean(),
-                                        list(params.values()))
-            for n, g in zip(params, grads):
-                total[n] += g.pow(2)
-    return {n: t / len(batches) for n, t in total.items()}
+    return _mean_over_batches(model, batches, lambda x, y: loss(model(x), x, y).mean(),
+                              torch.square)
 
 
 def output_sensitivity(model: nn.Module,
                        batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> Tensors:
     """Memory Aware Synapses: the mean absolute gradient of the squared L2 norm of the model's
     output (here, the perturbation) per sample; needs no labels."""
-    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    total = {n: torch.zeros_like(p) for n, p in params.items()}
-    with _EvalMode(model), torch.autocast(next(iter(params.values())).device.type, enabled=False):
-        for x, _ in batches:
-            norm = model(x.float()).pow(2).flatten(1).sum(dim=1).mean()
-            for n, g in zip(params, torch.autograd.grad(norm, list(params.values()))):
-                total[n] += g.abs()
-    return {n: t / len(batches) for n, t in total.items()}
+    return _mean_over_batches(
+        model, batches, lambda x, _: model(x).pow(2).flatten(1).sum(dim=1).mean(), torch.abs)
 
 
 FISHER_ESTIMATORS = {"per_sample": per_sample_fisher, "minibatch": minibatch_fisher}
