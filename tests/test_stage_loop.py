@@ -122,3 +122,47 @@ def test_compiled_training_follows_the_eager_trajectory():
     compiled, compiled_state = train(True)
     assert compiled == pytest.approx(eager, rel=1e-3)
     assert list(compiled_state) == list(eager_state)
+
+
+def _single_task_on_a() -> dict:
+    torch.manual_seed(0)
+    x, y = data(64)
+    plan = make_plan("single-task", ("a",), 20, 10)
+    loop = StageLoop(TinyAttacker(), {"a": defence(1)}, plan, build_regulariser("none"), x, y,
+                     SETTINGS)
+    loop.run()
+    buffer = io.BytesIO()
+    torch.save(loop.state_dict(), buffer)
+    return torch.load(io.BytesIO(buffer.getvalue()), weights_only=True)
+
+
+@pytest.mark.parametrize(("strategy", "regulariser"),
+                         [("lifelong", "ewc"), ("lifelong", "mas"), ("transfer", "none")])
+def test_a_plan_started_from_the_single_task_weights_ends_as_if_it_trained_its_first_stage(
+        strategy, regulariser):
+    straight = new_loop(strategy, regulariser)
+    straight_ends = []
+    straight.run(LoopCallbacks(on_stage_end=lambda i, loop: straight_ends.append(
+        (i, {k: v.clone() for k, v in loop.attacker.state_dict().items()}))))
+
+    follower = new_loop(strategy, regulariser)
+    follower.start_after_first_stage(_single_task_on_a())
+    assert follower.stage_index == 0 and follower.global_step == 20
+    follower_ends = []
+    follower.run(LoopCallbacks(on_stage_end=lambda i, loop: follower_ends.append(
+        (i, {k: v.clone() for k, v in loop.attacker.state_dict().items()}))))
+
+    assert [i for i, _ in follower_ends] == [0, 1, 2]  # stage 0 is still evaluated and reported
+    for (_, a), (_, b) in zip(straight_ends, follower_ends):
+        for name in a:
+            torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+    torch.testing.assert_close(straight.regulariser.state_dict(),
+                               follower.regulariser.state_dict(), rtol=0, atol=0)
+
+
+def test_a_path_regulariser_or_an_unfinished_state_cannot_skip_the_first_stage():
+    with pytest.raises(ValueError, match="training path"):
+        new_loop("lifelong", "si").start_after_first_stage(_single_task_on_a())
+    unfinished = new_loop("lifelong", "ewc").state_dict()
+    with pytest.raises(ValueError, match="not the final state of a one-stage plan"):
+        new_loop("lifelong", "ewc").start_after_first_stage(unfinished)

@@ -6,6 +6,10 @@ minibatches drawn from in-memory tensors by a seeded generator. At the end of a 
 regulariser sees the stage's loss (e.g. EWC estimates its Fisher); each new stage starts a fresh
 optimiser and schedule on the carried-over attacker. The whole state is checkpointable, and a run
 resumed from any iteration follows the same trajectory as an uninterrupted one.
+
+A plan whose first stage equals another, one-stage plan (a transfer or lifelong trial and the
+single-task trial on its first defence, with the same seed) trains that stage identically, so it
+may start from that plan's final weights (``start_after_first_stage``) instead of training it again.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -113,7 +118,11 @@ class StageLoop:
 
     def _importance_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         s = self.settings
-        order = torch.randperm(len(self.train_x), generator=self.generator,
+        # A generator of their own, seeded by (seed, stage): the minibatch stream stays the same
+        # whatever the regulariser, so plans that share a first stage share its whole state.
+        seed = int(np.random.SeedSequence([s.seed, self.stage_index]).generate_state(1)[0])
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        order = torch.randperm(len(self.train_x), generator=generator,
                                device=self.device)[: s.fisher_samples]
         return [(self.train_x[i], self.train_y[i]) for i in order.split(s.fisher_batch_size)]
 
@@ -173,6 +182,22 @@ class StageLoop:
         return {"attacker": self.attacker.state_dict(), "optimiser": self.optimiser.state_dict(),
                 "regulariser": self.regulariser.state_dict(), "stage_index": self.stage_index,
                 "iteration": self.iteration, "generator": self.generator.get_state()}
+
+    def start_after_first_stage(self, first: dict) -> None:
+        """Take the first stage as trained: ``first`` is the final ``state_dict`` of a one-stage
+        plan equal to this plan's first stage, with the same seed and settings. ``run`` then goes
+        on from the end of that stage (the regulariser's update and ``on_stage_end`` included)
+        exactly as if this loop had trained it. Raises ``ValueError`` for a regulariser that
+        needs the training path itself (SI), which a finished stage no longer has."""
+        if self.regulariser.needs_path:
+            raise ValueError(f"the {self.regulariser.name} regulariser accumulates along the "
+                             "training path, so its first stage cannot be taken from another plan")
+        if int(first["stage_index"]) != 1 or int(first["iteration"]) != 0:
+            raise ValueError("not the final state of a one-stage plan: stage "
+                             f"{first['stage_index']}, iteration {first['iteration']}")
+        self.attacker.load_state_dict(first["attacker"])
+        self.generator.set_state(first["generator"])
+        self.stage_index, self.iteration = 0, self.plan.stages[0].iterations
 
     def load_state_dict(self, state: dict) -> None:
         self.attacker.load_state_dict(state["attacker"])

@@ -40,6 +40,9 @@ class Regulariser:
     ``after_step`` (after every optimiser step), ``stage_ended`` and ``penalty``."""
 
     name = "none"
+    # Whether ``after_step`` accumulates something along the training path (SI does): such a
+    # regulariser must see every step, so a trial using it cannot skip a shared first stage.
+    needs_path = False
 
     def __init__(self, strength: float = 0.0) -> None:
         self.strength = strength

@@ -16,6 +16,7 @@ class SynapticIntelligence(Regulariser):
     Negative path contributions are clipped to zero so the penalty stays a sum of squares."""
 
     name = "si"
+    needs_path = True
 
     def __init__(self, strength: float, xi: float = 1e-3, **_: object) -> None:
         super().__init__(strength)
