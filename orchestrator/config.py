@@ -156,6 +156,10 @@ class GridConfig:
         "counterclockwise": ["resnet50", "vgg16", "cnn4"]})
     lambdas: list[float] = field(default_factory=lambda: [1e4, 1e5, 1e6, 1e7])
     seeds: list[int] = field(default_factory=lambda: [0])
+    # Transfer and lifelong trials start from the single-task trial's weights on their first
+    # defence instead of training that identical stage again (at paper scale: about half the
+    # grid's attacker steps). Not for SI, which needs the first stage's training path.
+    share_first_stage: bool = True
 
     def __post_init__(self) -> None:
         if not self.strategies:

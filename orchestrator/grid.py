@@ -4,14 +4,25 @@ Reading it should feel like reading Table 1: single-task rows (one per defence),
 (every prefix of two or more defences of each sequence, each set once), and transfer and
 lifelong rows (one trial per sequence, and per lambda for lifelong, reporting after every stage
 so that one 3-defence trial gives both its 2-defence and its 3-defence rows).
+
+A transfer or lifelong trial trains its first stage exactly as the single-task trial on its first
+defence does (same seed, same iterations). With ``grid.share_first_stage`` it starts from that
+trial's final weights instead (``starts_from``), so the attack grid runs in two waves: the trials
+that start from scratch, then those that continue one of them. Where the grid has no such
+single-task trial but two or more trials share a first stage, a helper trial (``first-stage-...``,
+not a Table-1 row) trains it once for them.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from orchestrator.config import ExperimentConfig
+from trainables.regularisers import REGULARISERS
 from trainables.stages import make_plan
+
+# The Tune experiments (under the run's storage) of the two waves of the attack grid.
+FIRST_WAVE, SECOND_WAVE = "attacks", "attacks-continued"
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,13 @@ class AttackTrial:
     regulariser: str
     lam: float | None
     seed: int
+    starts_from: str = ""  # the id of the one-stage trial whose final weights replace stage 1
+    in_table: bool = True  # False for a helper that only trains a shared first stage
+
+    @property
+    def experiment(self) -> str:
+        """The Tune experiment (the wave) that runs this trial."""
+        return SECOND_WAVE if self.starts_from else FIRST_WAVE
 
     def rows(self) -> list[tuple[str, tuple[str, ...]]]:
         """(method, defences in training order) of each Table-1 row this trial yields, by stage:
@@ -96,4 +114,31 @@ def attack_trials(config: ExperimentConfig) -> list[AttackTrial]:
             if "lifelong" in grid.strategies:
                 for lam in grid.lambdas:
                     add("lifelong", name, tuple(sequence), lam, seed)
-    return trials
+    return _share_first_stages(trials) if grid.share_first_stage else trials
+
+
+def _share_first_stages(trials: list[AttackTrial]) -> list[AttackTrial]:
+    """Point every multi-stage trial whose regulariser does not need the training path at a
+    one-stage trial with its first stage and seed, adding helpers where the grid has none."""
+    leaders = {(t.seed, t.stage_defences[0], t.stage_iterations[0]): t.id
+               for t in trials if len(t.stage_iterations) == 1}
+    followers: dict[tuple, list[int]] = {}
+    for index, trial in enumerate(trials):
+        if len(trial.stage_iterations) > 1 and not REGULARISERS[trial.regulariser].needs_path:
+            key = (trial.seed, trial.stage_defences[0], trial.stage_iterations[0])
+            followers.setdefault(key, []).append(index)
+    shared = list(trials)
+    for key, indices in followers.items():
+        if key not in leaders:
+            if len(indices) < 2:
+                continue  # a helper would save nothing
+            seed, defences, iterations = key
+            leaders[key] = f"first-stage-{'+'.join(defences)}-seed{seed}"
+            shared.append(AttackTrial(
+                id=leaders[key], strategy="single-task" if len(defences) == 1 else "multi-task",
+                sequence="", defences=defences, stage_iterations=(iterations,),
+                stage_defences=(defences,), regulariser="none", lam=None, seed=seed,
+                in_table=False))
+        for index in indices:
+            shared[index] = replace(shared[index], starts_from=leaders[key])
+    return shared

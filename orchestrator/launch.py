@@ -1,4 +1,4 @@
-"""The two Ray Tune stages of a run: defence training, then the attack grid."""
+"""Running one Ray Tune experiment of a run (the defences, or a wave of the attack grid)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from orchestrator.config import ExperimentConfig, Resources
 
 
 def _scheduler(config: ExperimentConfig, stage: str):
-    if stage == "attacks" and config.tune.scheduler == "asha":
+    if stage.startswith("attacks") and config.tune.scheduler == "asha":
         attack = config.attack
         longest = attack.first_stage_iterations + 2 * attack.later_stage_iterations
         return ASHAScheduler(time_attr="global_step", metric="score", mode="min",

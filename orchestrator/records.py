@@ -17,11 +17,12 @@ STATUS_FILE = "trial_status.json"
 DEFENCES_FILE = "defences.json"
 
 
-def stage_records(attacks_dir: Path) -> pd.DataFrame:
-    """One row per (trial, stage) from each trial's ``result.json`` (Tune's JSON-lines log).
-    A stage reported twice (a retried trial) keeps its last report."""
+def stage_records(experiments: list[Path]) -> pd.DataFrame:
+    """One row per (trial, stage) from each trial's ``result.json`` (Tune's JSON-lines log) in
+    the Tune experiment folders ``experiments``. A stage reported twice (a retried trial) keeps
+    its last report."""
     rows = []
-    for result_file in sorted(attacks_dir.glob("*/result.json")):
+    for result_file in sorted(f for e in experiments for f in e.glob("*/result.json")):
         trial_id = result_file.parent.name
         for line in result_file.read_text().splitlines():
             try:

@@ -11,7 +11,7 @@ import pandas as pd
 
 from orchestrator.atomic import write_atomically, write_text_atomically
 from orchestrator.config import ExperimentConfig
-from orchestrator.grid import AttackTrial, attack_trials
+from orchestrator.grid import FIRST_WAVE, SECOND_WAVE, AttackTrial, attack_trials
 from orchestrator.records import read_defences, read_status, stage_records
 from trainables.figures import figure2, save_png
 
@@ -25,14 +25,15 @@ def _labels(config: ExperimentConfig, names) -> str:
 def trials_table(config: ExperimentConfig, storage: Path, results: Path) -> pd.DataFrame:
     """One row per trial and stage, with every recorded metric (UAR in [0, 1]); a trial with
     no recorded stage still has a row, with its status."""
-    records = stage_records(storage / "attacks")
+    records = stage_records([storage / FIRST_WAVE, storage / SECOND_WAVE])
     status = read_status(results)
     rows = []
-    for trial in attack_trials(config):
+    for trial in (t for t in attack_trials(config) if t.in_table):
         mine = records[records["trial_id"] == trial.id] if len(records) else records
         state = status.get(trial.id, "missing")
         base = {"trial_id": trial.id, "strategy": trial.strategy, "sequence": trial.sequence,
                 "lambda": trial.lam, "seed": trial.seed, "regulariser": trial.regulariser,
+                "starts_from": trial.starts_from, "tune_experiment": trial.experiment,
                 "status": "ok" if state == "ok" else state.split(":")[0],
                 "error": "" if state == "ok" else state}
         if mine.empty:
@@ -169,9 +170,10 @@ def figure2_png(storage: Path, trials: pd.DataFrame, path: Path) -> bool:
     """Figure 2 from the recorded utterance of the preferred finished trial (lifelong, else
     any); returns whether one was written."""
     order = ["lifelong", "multi-task", "transfer", "single-task"]
-    ids = trials.sort_values("strategy", key=lambda s: s.map(order.index))["trial_id"].unique()
-    for trial_id in ids:
-        recorded = storage / "attacks" / trial_id / "figure2.npz"
+    ranked = trials.sort_values("strategy", key=lambda s: s.map(order.index))
+    for trial_id, experiment in ranked[["trial_id", "tune_experiment"]].drop_duplicates() \
+            .itertuples(index=False):
+        recorded = storage / experiment / trial_id / "figure2.npz"
         if recorded.exists():
             data = np.load(recorded)
             fig = figure2(data["real"], data["perturbation"], str(data["label"]),

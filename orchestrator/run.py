@@ -1,4 +1,4 @@
-"""One run: data preparation, the two Tune stages, the report."""
+"""One run: data preparation, the Tune experiments (defences, then the attack grid), the report."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from orchestrator.atomic import write_text_atomically
 from orchestrator.config import ExperimentConfig, config_from_dict, config_to_dict, read_yaml
 from orchestrator.data_prep import PreparedData, prepare_data
 from orchestrator.defence_cache import DefenceCache, defence_key
-from orchestrator.grid import attack_trials, defence_trials
+from orchestrator.grid import FIRST_WAVE, SECOND_WAVE, attack_trials, defence_trials
 from orchestrator.launch import run_stage
 from orchestrator.lock import RunLock
 from orchestrator.paths import cache_dir
@@ -51,7 +51,9 @@ def _defence_weights(config: ExperimentConfig, prepared: PreparedData, data: dic
     """Train the defences that are not cached yet (one Tune experiment) and cache them.
     Returns every defence's weights (name -> state_dict) and its clean dev/test UAR."""
     import torch
+
     from trainables.tune_defence import train_defence_trial
+    from trainables.tune_io import STATE_FILE
 
     cache = DefenceCache(cache_dir(config.data.cache_dir) / "defences")
     trials = defence_trials(config)
@@ -68,7 +70,7 @@ def _defence_weights(config: ExperimentConfig, prepared: PreparedData, data: dic
                                    f"{str(result.error).splitlines()[0] if result.error else 'no checkpoint'}"
                                    "; see the log above, fix it and run again with --resume")
             with result.checkpoint.as_directory() as folder:
-                state = torch.load(os.path.join(folder, "state.pt"), map_location="cpu",
+                state = torch.load(os.path.join(folder, STATE_FILE), map_location="cpu",
                                    weights_only=True)
             metrics = {k: result.metrics[f"{trial['defence']}/{s}/clean_uar"]
                        for k, s in (("dev_uar", "dev"), ("test_uar", "test"))}
@@ -79,6 +81,53 @@ def _defence_weights(config: ExperimentConfig, prepared: PreparedData, data: dic
         weights[name] = stored["state_dict"]
         clean[name] = {**stored["metrics"], "cache": str(cache.path(key))}
     return weights, clean
+
+
+def _final_states(grid) -> dict[str, dict]:
+    """Each finished trial's final stage-loop state (weights and sampler), by trial id."""
+    import torch
+
+    from trainables.tune_io import STATE_FILE
+
+    states = {}
+    for result in grid:
+        if result.error is not None or result.checkpoint is None:
+            continue
+        with result.checkpoint.as_directory() as folder:
+            state = torch.load(os.path.join(folder, STATE_FILE), map_location="cpu",
+                               weights_only=True)
+        if int(state["iteration"]) == 0 and int(state["stage_index"]) >= 1:
+            states[result.config["trial"]["id"]] = {
+                k: state[k] for k in ("attacker", "generator", "stage_index", "iteration")}
+    return states
+
+
+def _attack_grid(config: ExperimentConfig, data: dict, weights: dict, storage: Path,
+                 resume: bool) -> dict[str, str]:
+    """The attack grid in its two waves (``orchestrator.grid``): trials that start from scratch,
+    then those that start from a first-wave trial's final state. Returns each trial's status."""
+    from trainables.tune_attack import train_attack_trial
+
+    trials = attack_trials(config)
+    status: dict[str, str] = {}
+    first_stages: dict[str, dict] = {}
+    for wave in (FIRST_WAVE, SECOND_WAVE):
+        mine = [t.as_dict() for t in trials if t.experiment == wave]
+        if not mine:
+            continue
+        leaders = {t["starts_from"] for t in mine if t["starts_from"]}
+        grid = run_stage(wave, train_attack_trial,
+                         {"data": data, "defence_weights": weights,
+                          "first_stages": {k: v for k, v in first_stages.items() if k in leaders}},
+                         mine, config, config_to_dict(config), storage,
+                         config.tune.attack_resources, resume)
+        for result in grid:
+            error = result.error
+            status[result.config["trial"]["id"]] = "ok" if error is None else \
+                f"failed: {type(error).__name__}: {str(error).strip().splitlines()[-1][:300]}"
+        if wave == FIRST_WAVE:
+            first_stages = _final_states(grid)
+    return status
 
 
 def run(config: ExperimentConfig, results: Path, resume: bool = False,
@@ -108,24 +157,14 @@ def run(config: ExperimentConfig, results: Path, resume: bool = False,
         import ray
 
         from orchestrator.ray_session import start_ray
-        from trainables.tune_attack import train_attack_trial
 
         start_ray(address)
         try:
             weights, clean = _defence_weights(config, prepared, data, storage, resume)
             write_defences(results, clean)
-            trials = [t.as_dict() for t in attack_trials(config)]
-            grid = run_stage("attacks", train_attack_trial,
-                             {"data": data, "defence_weights": weights}, trials, config,
-                             config_to_dict(config), storage, config.tune.attack_resources,
-                             resume)
+            status = _attack_grid(config, data, weights, storage, resume)
         finally:
             ray.shutdown()
-        status = {}
-        for result in grid:
-            error = result.error
-            status[result.config["trial"]["id"]] = "ok" if error is None else \
-                f"failed: {type(error).__name__}: {str(error).strip().splitlines()[-1][:300]}"
         write_status(results, status)
         table = write_report(config, results, storage)
     print(table.to_string(index=False))

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from orchestrator.grid import FIRST_WAVE, SECOND_WAVE
 from tests.test_cli import run_cli
 
 TINY = Path(__file__).with_name("tiny.yaml")
@@ -57,11 +58,15 @@ def test_trials_parquet_has_a_row_per_trial_and_stage(run):
 
 def test_tensorboard_events_hold_uar_scalars_and_the_figure(run):
     results, _ = run
-    trial = results / "runs" / "attacks" / "lifelong-clockwise-lam1e2-seed0"
+    trial = results / "runs" / SECOND_WAVE / "lifelong-clockwise-lam1e2-seed0"
     ours = EventAccumulator(str(trial / "tensorboard")).Reload()
     assert "eval/cnn4/test/adv_uar" in ours.Tags()["scalars"]
     assert len(ours.Scalars("eval/cnn4/test/adv_uar")) == 3
     assert ours.Scalars("train/penalty")[-1].value > 0
+    # It started from single-task CNN-4's weights: no training step of its own in stage 1 (the
+    # tiny grid's first stage is 12 iterations), but stage 1 is still evaluated.
+    assert min(e.step for e in ours.Scalars("train/attack_loss")) > 12
+    assert min(e.step for e in ours.Scalars("eval/cnn4/test/adv_uar")) == 12
     assert "figure2" in ours.Tags()["images"]
     tunes = EventAccumulator(str(trial)).Reload()
     assert any(tag.endswith("cnn4/dev/adv_uar") for tag in tunes.Tags()["scalars"])
@@ -87,35 +92,47 @@ def test_report_only_rebuilds_the_same_table(run, tmp_path):
     assert (results / "table1.csv").read_text() == before
 
 
+def test_sharing_the_first_stage_gives_the_same_table_as_training_it_again(run, tmp_path):
+    results, _ = run
+    unshared = run_cli("--config", str(TINY), "--results", str(tmp_path / "r"),
+                       "--set", "grid.share_first_stage=false", cwd=tmp_path, timeout=900)
+    assert unshared.returncode == 0, unshared.stderr[-3000:]
+    assert not (tmp_path / "r" / "runs" / SECOND_WAVE).exists()
+    assert (tmp_path / "r" / "table1.csv").read_text() == (results / "table1.csv").read_text()
+
+
 def test_a_second_run_on_the_same_folder_is_refused(run, tmp_path):
     results, _ = run
     again = run_cli("--config", str(TINY), "--results", str(results), cwd=tmp_path)
     assert again.returncode == 2 and "already holds a run" in again.stderr
 
 
-def _finished_trials(results: Path) -> dict[str, str]:
+def _finished_trials(results: Path, waves=(FIRST_WAVE, SECOND_WAVE)) -> dict[str, str]:
     """result.json text of every attack trial that Tune's saved experiment state marks as
     finished (TERMINATED): what a resumed run restores as done."""
-    attacks = results / "runs" / "attacks"
-    states = sorted(attacks.glob("experiment_state-*.json"))
-    if not states:
-        return {}
-    try:
-        trials = json.loads(states[-1].read_text())["trial_data"]
-    except ValueError:  # caught while Tune rewrites it
-        return {}
     done = {}
-    for state, _ in trials:
-        state = json.loads(state) if isinstance(state, str) else state
-        if state["status"] == "TERMINATED":
-            name = state["relative_logdir"]
-            done[name] = (attacks / name / "result.json").read_text()
+    for wave in waves:
+        attacks = results / "runs" / wave
+        states = sorted(attacks.glob("experiment_state-*.json"))
+        if not states:
+            continue
+        try:
+            trials = json.loads(states[-1].read_text())["trial_data"]
+        except ValueError:  # caught while Tune rewrites it
+            continue
+        for state, _ in trials:
+            state = json.loads(state) if isinstance(state, str) else state
+            if state["status"] == "TERMINATED":
+                name = state["relative_logdir"]
+                done[name] = (attacks / name / "result.json").read_text()
     return done
 
 
-def test_a_killed_driver_resumes_without_redoing_finished_trials(run, tmp_path):
-    """SIGKILL run_grid.py once some trials finished; --resume completes the grid, leaves the
-    finished trials untouched and gives the same Table 1 as the uninterrupted run."""
+@pytest.mark.parametrize("wave", [FIRST_WAVE, SECOND_WAVE])
+def test_a_killed_driver_resumes_without_redoing_finished_trials(run, tmp_path, wave):
+    """SIGKILL run_grid.py once some trials of ``wave`` finished (while the first wave runs, or
+    after it, while the trials that continue its weights run); --resume completes the grid,
+    leaves the finished trials untouched and gives the same Table 1 as the uninterrupted run."""
     import os
     import signal
     import subprocess
@@ -132,7 +149,8 @@ def test_a_killed_driver_resumes_without_redoing_finished_trials(run, tmp_path):
                               start_new_session=True)
     try:
         deadline = time.time() + 600
-        while len(_finished_trials(results)) < 2 and time.time() < deadline:
+        wanted = 2 if wave == FIRST_WAVE else 1
+        while len(_finished_trials(results, [wave])) < wanted and time.time() < deadline:
             assert driver.poll() is None, "the run ended before it could be killed"
             time.sleep(0.5)
         os.kill(driver.pid, signal.SIGKILL)
@@ -144,7 +162,7 @@ def test_a_killed_driver_resumes_without_redoing_finished_trials(run, tmp_path):
         except ProcessLookupError:
             pass
     before = _finished_trials(results)
-    assert 2 <= len(before) < 8
+    assert 2 <= len(before) < 8 and len(_finished_trials(results, [wave])) >= wanted
     resumed = run_cli("--results", str(results), "--resume", cwd=tmp_path, timeout=900)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     after = _finished_trials(results)

@@ -1,5 +1,5 @@
 from orchestrator.config import load_config
-from orchestrator.grid import attack_trials, defence_trials
+from orchestrator.grid import FIRST_WAVE, SECOND_WAVE, attack_trials, defence_trials
 
 
 def test_default_grid_reads_like_table_1():
@@ -30,3 +30,34 @@ def test_grid_follows_the_config():
     assert [t.id for t in trials] == ["lifelong-short-lam1e6-seed0"]
     assert trials[0].regulariser == "online_ewc"
     assert [t.defence for t in defence_trials(config)] == ["cnn4", "vgg16"]
+
+
+def test_transfer_and_lifelong_start_from_the_single_task_trial_on_their_first_defence():
+    trials = {t.id: t for t in attack_trials(load_config(None, []))}
+    assert trials["lifelong-clockwise-lam1e4-seed0"].starts_from == "single-task-cnn4-seed0"
+    assert trials["transfer-counterclockwise-seed0"].starts_from == "single-task-resnet50-seed0"
+    assert trials["transfer-clockwise-seed0"].experiment == SECOND_WAVE
+    assert all(t.experiment == FIRST_WAVE for t in trials.values()
+               if t.strategy in ("single-task", "multi-task"))
+    assert all(t.in_table for t in trials.values())
+    unshared = attack_trials(load_config(None, ["grid.share_first_stage=false"]))
+    assert [t.id for t in unshared] == list(trials)
+    assert all(not t.starts_from and t.experiment == FIRST_WAVE for t in unshared)
+
+
+def test_without_a_single_task_trial_a_helper_trains_the_shared_first_stage():
+    trials = attack_trials(load_config(None, ["grid.strategies=[transfer, lifelong]"]))
+    helpers = [t for t in trials if not t.in_table]
+    assert [t.id for t in helpers] == ["first-stage-cnn4-seed0", "first-stage-resnet50-seed0"]
+    assert helpers[0].stage_iterations == (10_000,) and helpers[0].regulariser == "none"
+    assert all(t.starts_from.startswith("first-stage-") for t in trials if t.in_table)
+    # One trial per first stage: nothing to share, no helper.
+    alone = attack_trials(load_config(None, ["grid.strategies=[lifelong]", "grid.lambdas=[1e4]"]))
+    assert [(t.id, t.starts_from) for t in alone] == [
+        ("lifelong-clockwise-lam1e4-seed0", ""), ("lifelong-counterclockwise-lam1e4-seed0", "")]
+
+
+def test_si_trains_its_own_first_stage():
+    trials = attack_trials(load_config(None, ["lifelong.regulariser=si"]))
+    assert all(not t.starts_from for t in trials if t.strategy == "lifelong")
+    assert all(t.starts_from for t in trials if t.strategy == "transfer")

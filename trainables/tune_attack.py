@@ -38,10 +38,13 @@ def _figure_data(attacker, defences, x, label, classes) -> dict:
             "label": classes[label], "predictions": predictions}
 
 
-def train_attack_trial(config: dict, data: dict, defence_weights: dict) -> None:
+def train_attack_trial(config: dict, data: dict, defence_weights: dict,
+                       first_stages: dict | None = None) -> None:
     """``config["trial"]``: an ``AttackTrial`` as a dict; ``defence_weights``: each defence's
-    trained ``state_dict``. Reports training losses every ``log_every`` iterations, checkpoints
-    every ``checkpoint_every``, and the full evaluation of every defence after each stage."""
+    trained ``state_dict``; ``first_stages``: final stage-loop states of one-stage trials by id,
+    for a trial that ``starts_from`` one of them. Reports training losses every ``log_every``
+    iterations, checkpoints every ``checkpoint_every``, and the full evaluation of every defence
+    after each stage."""
     trial, experiment = config["trial"], config["experiment"]
     if trial["id"] in os.environ.get("SER_FAIL_TRIALS", "").split(","):
         # A fault-injection hook for reliability tests: this trial fails on every attempt.
@@ -70,8 +73,14 @@ def train_attack_trial(config: dict, data: dict, defence_weights: dict) -> None:
     loop = StageLoop(attacker, {d: defences[d] for d in trial["defences"]}, plan, regulariser,
                      *splits["train"], settings)
     state = restore()
+    first_stage = (first_stages or {}).get(trial.get("starts_from", ""))
     if state is not None:
         loop.load_state_dict(state)
+    elif first_stage is not None:
+        loop.start_after_first_stage(first_stage)
+    elif trial.get("starts_from"):
+        print(f"{trial['id']}: {trial['starts_from']} left no final state; training the first "
+              "stage here", flush=True)
 
     writer = SummaryWriter(str(trial_dir() / "tensorboard"))
     clean_predictions: dict = {}  # filled at the first evaluation, reused after every stage
