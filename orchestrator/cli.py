@@ -51,8 +51,11 @@ def resolve(args: argparse.Namespace) -> ExperimentConfig:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        config = resolve(args)
+        # Imported once the config is known good: it pulls in torch and Ray (seconds), which
+        # a mistyped key should not wait for.
         from orchestrator.run import run
-        return run(resolve(args), results=Path(args.results), resume=args.resume,
+        return run(config, results=Path(args.results), resume=args.resume,
                    address=args.address, report_only=args.report_only)
     except ProjectError as error:
         if args.debug:

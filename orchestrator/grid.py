@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 from orchestrator.config import ExperimentConfig
-from trainables.regularisers import REGULARISERS
 from trainables.stages import make_plan
 
 # The Tune experiments (under the run's storage) of the two waves of the attack grid.
@@ -120,6 +119,8 @@ def attack_trials(config: ExperimentConfig) -> list[AttackTrial]:
 def _share_first_stages(trials: list[AttackTrial]) -> list[AttackTrial]:
     """Point every multi-stage trial whose regulariser does not need the training path at a
     one-stage trial with its first stage and seed, adding helpers where the grid has none."""
+    from trainables.regularisers import REGULARISERS  # torch: only once a grid is expanded
+
     leaders = {(t.seed, t.stage_defences[0], t.stage_iterations[0]): t.id
                for t in trials if len(t.stage_iterations) == 1}
     followers: dict[tuple, list[int]] = {}

@@ -1,4 +1,7 @@
-"""One run: data preparation, the Tune experiments (defences, then the attack grid), the report."""
+"""One run: data preparation, the Tune experiments (defences, then the attack grid), the report.
+
+Torch, Ray and matplotlib are imported where they are first needed, not here: a run stopped by
+bad input then fails in about a second instead of after several seconds of imports."""
 
 from __future__ import annotations
 
@@ -10,13 +13,10 @@ import yaml
 from orchestrator.atomic import write_text_atomically
 from orchestrator.config import ExperimentConfig, config_from_dict, config_to_dict, read_yaml
 from orchestrator.data_prep import PreparedData, prepare_data
-from orchestrator.defence_cache import DefenceCache, defence_key
 from orchestrator.grid import FIRST_WAVE, SECOND_WAVE, attack_trials, defence_trials
-from orchestrator.launch import run_stage
 from orchestrator.lock import RunLock
 from orchestrator.paths import cache_dir
 from orchestrator.records import write_defences, write_status
-from orchestrator.reporter import write_report
 from trainables.errors import ProjectError
 from trainables.feature_cache import load_features
 
@@ -52,6 +52,8 @@ def _defence_weights(config: ExperimentConfig, prepared: PreparedData, data: dic
     Returns every defence's weights (name -> state_dict) and its clean dev/test UAR."""
     import torch
 
+    from orchestrator.defence_cache import DefenceCache, defence_key
+    from orchestrator.launch import run_stage
     from trainables.tune_defence import train_defence_trial
     from trainables.tune_io import STATE_FILE
 
@@ -106,6 +108,7 @@ def _attack_grid(config: ExperimentConfig, data: dict, weights: dict, storage: P
                  resume: bool) -> dict[str, str]:
     """The attack grid in its two waves (``orchestrator.grid``): trials that start from scratch,
     then those that start from a first-wave trial's final state. Returns each trial's status."""
+    from orchestrator.launch import run_stage
     from trainables.tune_attack import train_attack_trial
 
     trials = attack_trials(config)
@@ -133,6 +136,8 @@ def _attack_grid(config: ExperimentConfig, data: dict, weights: dict, storage: P
 def run(config: ExperimentConfig, results: Path, resume: bool = False,
         address: str | None = None, report_only: bool = False) -> int:
     """Run the experiment into ``results``; returns the process exit code."""
+    from orchestrator.reporter import write_report
+
     results = results.expanduser().resolve()
     if report_only:
         config = _saved_config(results)

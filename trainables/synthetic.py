@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile
-from scipy.signal import lfilter
 
 from trainables.corpora import DemosCorpus
 
@@ -87,11 +86,19 @@ def make_speaker(index: int, seed: int) -> Speaker:
                    expressiveness=float(rng.uniform(0.75, 1.15)))
 
 
+def _lfilter(b: list[float], a: list[float], signal: np.ndarray) -> np.ndarray:
+    # Imported here: scipy.signal takes about a second to import, and the command line imports
+    # this module (for SyntheticSpec) to check a config before anything else runs.
+    from scipy.signal import lfilter
+
+    return lfilter(b, a, signal)
+
+
 def _resonator(signal: np.ndarray, freq: float, bandwidth: float, sr: int) -> np.ndarray:
     r = np.exp(-np.pi * bandwidth / sr)
     theta = 2 * np.pi * min(freq, 0.45 * sr) / sr
     a = [1.0, -2 * r * np.cos(theta), r * r]
-    return lfilter([sum(a)], a, signal)  # unit gain at 0 Hz, as in Klatt's resonators
+    return _lfilter([sum(a)], a, signal)  # unit gain at 0 Hz, as in Klatt's resonators
 
 
 def _pitch_contour(n: int, syllables: list[tuple[int, int]], base: float, p: dict,
@@ -144,7 +151,7 @@ def synthesise(speaker: Speaker, emotion: str, seconds: float, variability: floa
     pulses = np.zeros(n)
     wraps = np.flatnonzero(np.diff(np.floor(phase)) > 0)
     pulses[wraps] = 1 + 3 * p["jitter"] * rng.standard_normal(wraps.size)  # shimmer
-    source = lfilter([1 - p["tilt"]], [1, -p["tilt"]], lfilter([1.0], [1, -0.9], pulses))
+    source = _lfilter([1 - p["tilt"]], [1, -p["tilt"]], _lfilter([1.0], [1, -0.9], pulses))
 
     voicing = np.zeros(n)
     excitation = np.zeros(n)
