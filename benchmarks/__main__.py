@@ -10,7 +10,7 @@ import sys
 
 import torch
 
-from benchmarks import features, packing, training
+from benchmarks import features, grid, packing, training
 from trainables.device import Runtime
 
 
@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         report["training"][name] = {"naive_fp32": base, "default": fast,
                                     "speedup": fast["samples_per_s"] / base["samples_per_s"]}
     report["ewc"] = training.ewc_overhead(size, ours)
+    report["paper_grid"] = grid.paper_grid(
+        {name: entry["default"]["samples_per_s"] for name, entry in report["training"].items()},
+        report["ewc"]["fisher_per_sample_s_per_1024"])
     report["memory"] = training.strategy_memory(size, ours)
     report["features"] = {
         "extraction": features.extraction(*((4, 3) if args.quick else (24, 14)), workers=None),
@@ -61,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                    f"{entry['naive_fp32']['tflops']:.3f} TFLOP/s"))
         print(_row(f"{name}: default", f"{entry['default']['samples_per_s']:,.1f} /s, "
                    f"{entry['default']['tflops']:.3f} TFLOP/s, x{entry['speedup']:.2f}"))
-    for section in ("ewc", "memory", "packing"):
+    for section in ("ewc", "memory", "packing", "paper_grid"):
         print(f"{section}:")
         for key, value in report[section].items():
             print(_row(key, value))

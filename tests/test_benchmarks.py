@@ -18,3 +18,19 @@ def test_quick_benchmarks_run_and_write_json(tmp_path):
     assert report["features"]["extraction"]["files_per_s"] > 0
     assert report["packing"]["2_trials_samples_per_s"] > 0
     assert "attacker training" in result.stdout
+    grid = report["paper_grid"]
+    # configs/paper.yaml: 3 x 10k single-task, 11k + 11k + 12k multi-task, and 10 sequence trials
+    # of 10k + 1k + 1k (transfer, 4 lambdas), whose first stages the single-task trials train.
+    assert grid["unshared_attacker_steps"] == 30_000 + 34_000 + 10 * 12_000
+    assert grid["shared_first_stage_attacker_steps"] == 30_000 + 34_000 + 10 * 2_000
+    assert 0 < grid["shared_first_stage_projected_min"] < grid["unshared_projected_min"]
+
+
+def test_the_paper_grid_projection_follows_the_throughput():
+    from benchmarks.grid import paper_grid
+
+    rates = {"cnn4": 3200.0, "vgg16": 3200.0, "resnet50": 3200.0, "multi-task": 1600.0}
+    projected = paper_grid(rates, fisher_s_per_1024=0.0)
+    # 50k one-defence steps at 100 steps/s, 34k multi-task steps at 50 steps/s (batch 32).
+    expected = ((30_000 + 20_000) / 100 + 34_000 / 50) / 60
+    assert abs(projected["shared_first_stage_projected_min"] - expected) < 1e-9
