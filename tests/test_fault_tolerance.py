@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from orchestrator.grid import SECOND_WAVE
 from orchestrator.lock import RunLock
 from tests.test_cli import ROOT, run_cli
 from tests.test_end_to_end import TINY
@@ -65,23 +66,28 @@ def test_a_killed_trial_worker_is_retried_from_its_checkpoint_with_the_same_resu
 
 
 def test_a_trial_that_keeps_failing_is_marked_and_the_rest_completes(tmp_path):
-    env_fail = {"SER_FAIL_TRIALS": "single-task-vgg16-seed0"}
+    """The failing trial is single-task CNN-4, whose final weights the clockwise transfer and
+    lifelong trials would start from: they train their first stage themselves instead."""
+    env_fail = {"SER_FAIL_TRIALS": "single-task-cnn4-seed0"}
     os.environ.update(env_fail)
     try:
         result = run_cli("--config", str(TINY), "--results", str(tmp_path / "r"),
-                         "--set", "grid.strategies=[single-task]", "--set", "tune.max_failures=1",
-                         cwd=tmp_path, timeout=600)
+                         "--set", "tune.max_failures=1", cwd=tmp_path, timeout=600)
     finally:
         os.environ.pop("SER_FAIL_TRIALS")
     assert result.returncode == 1
-    assert "single-task-vgg16-seed0" in result.stdout and "--resume" in result.stdout
+    assert "single-task-cnn4-seed0" in result.stdout and "--resume" in result.stdout
     table = pd.read_csv(tmp_path / "r" / "table1.csv")
-    failed = table[table["defences"] == "VGG-16"].iloc[0]
-    assert failed["status"] == "failed" and pd.isna(failed["cnn4_test"])
-    assert (table[table["defences"] != "VGG-16"]["status"] == "ok").all()
+    failed = (table["method"] == "single-task") & (table["defences"] == "CNN-4")
+    assert table[failed]["status"].tolist() == ["failed"] and table[failed]["cnn4_test"].isna().all()
+    assert (table[~failed]["status"] == "ok").all() and table[~failed]["cnn4_test"].notna().all()
     trials = pd.read_parquet(tmp_path / "r" / "trials.parquet")
-    row = trials[trials["trial_id"] == "single-task-vgg16-seed0"].iloc[0]
+    row = trials[trials["trial_id"] == "single-task-cnn4-seed0"].iloc[0]
     assert row["status"] == "failed" and "injected" in row["error"]
+    follower = tmp_path / "r" / "runs" / SECOND_WAVE / "lifelong-clockwise-lam1e2-seed0"
+    first = json.loads((follower / "result.json").read_text().splitlines()[0])
+    assert first["kind"] == "train" and first["stage"] == 0  # it trained stage 1 itself
+    assert "left no final state" in result.stdout
 
 
 def test_a_second_run_on_a_folder_in_use_is_refused(tmp_path):
