@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import warnings
@@ -14,6 +15,10 @@ from ray import tune
 from trainables.device import Runtime
 
 STATE_FILE = "state.pt"
+
+# Ray logs a console line for every checkpoint a trial saves; the run's progress lines
+# (orchestrator.progress) say what matters.
+logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
 
 
 def report(metrics: dict, state: dict | None = None) -> None:

@@ -1,0 +1,63 @@
+"""One line per event that matters on the console while a Tune experiment runs.
+
+Tune's own console output repeats the whole flattened config in a box for every finished trial
+(hundreds of lines for the smoke grid); this callback replaces it with a line per evaluated
+stage, finished trial, retry and failure. Everything else is in TensorBoard and ``results/``.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ray import tune
+
+
+def _uar_summary(result: dict, labels: dict[str, str]) -> str:
+    """``adversarial dev UAR: CNN-4 42.1, ...`` (clean UAR where there is no attack)."""
+    for kind in ("adv_uar", "clean_uar"):
+        values = [f"{label} {100 * result[f'{name}/dev/{kind}']:.1f}"
+                  for name, label in labels.items() if f"{name}/dev/{kind}" in result]
+        if values:
+            return f"{'adversarial' if kind == 'adv_uar' else 'clean'} dev UAR %: " + \
+                ", ".join(values)
+    return ""
+
+
+class Progress(tune.Callback):
+    """Prints ``[experiment done/total] trial: what happened`` lines; ``labels`` maps defence
+    names to the names printed (``cnn4`` -> ``CNN-4``)."""
+
+    def __init__(self, experiment: str, labels: dict[str, str]) -> None:
+        self.experiment, self.labels = experiment, labels
+        self.started: dict[str, float] = {}
+
+    def _say(self, trials: list, trial, message: str, ended: bool = False) -> None:
+        # Tune calls the end hooks before it marks the trial's own status.
+        done = sum(t.status in ("TERMINATED", "ERROR") for t in trials if t is not trial) + \
+            (ended or trial.status in ("TERMINATED", "ERROR"))
+        print(f"[{self.experiment} {done}/{len(trials)}] {trial.config['trial']['id']}: {message}",
+              flush=True)
+
+    def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
+        self.started[trial.trial_id] = time.monotonic()
+
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict,
+                        **info) -> None:
+        if result.get("kind") == "stage":
+            stages = len(trial.config["trial"]["stage_iterations"])
+            self._say(trials, trial, f"stage {int(result['stage']) + 1}/{stages} at step "
+                      f"{result['global_step']}, {_uar_summary(result, self.labels)}")
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        started = self.started.get(trial.trial_id)
+        message = "finished" if started is None else \
+            f"finished in {time.monotonic() - started:.0f} s"
+        summary = _uar_summary(trial.last_result or {}, self.labels)
+        self._say(trials, trial, message + (f"; {summary}" if summary else ""), ended=True)
+
+    def on_trial_recover(self, iteration: int, trials: list, trial, **info) -> None:
+        self._say(trials, trial, "failed; retrying from its last checkpoint")
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        self._say(trials, trial, "FAILED for good (see the error above; --resume retries it)",
+                  ended=True)
