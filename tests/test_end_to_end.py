@@ -89,7 +89,6 @@ def test_the_console_says_what_each_trial_did_in_a_line(run):
     finished = [line for line in lines if "lifelong-clockwise-lam1e2-seed0: finished in" in line]
     assert len(finished) == 1 and finished[0].startswith(f"[{SECOND_WAVE} ")
     assert "adversarial dev UAR %: CNN-4" in finished[0]
-    assert any(line.startswith("[defences ") and "clean dev UAR %" in line for line in lines)
     assert any(line.startswith(f"[{FIRST_WAVE} 5/5] ") for line in lines)
     # Tune's per-trial boxes, which repeat the whole config, and its checkpoint lines are gone.
     assert "experiment/tune/storage_path" not in result.stdout
