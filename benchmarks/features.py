@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 
 from trainables.data import scan_corpus
-from trainables.feature_cache import build_feature_cache, load_features
+from trainables.feature_cache import build_feature_cache, load_features, write_feature_file
 from trainables.features import FeatureSettings
 from trainables.synthetic import SyntheticSpec, generate
 
@@ -34,18 +32,14 @@ def cache_load(rows: int, frames: int = 373) -> dict:
     """Load time of a cache of ``rows`` utterances (DEMoS: 9,365 x 373 x 64 float32)."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "features-bench.arrow"
-        values = np.random.default_rng(0).standard_normal(rows * frames * 64, dtype=np.float32)
+        features = np.random.default_rng(0).standard_normal((rows, frames, 64), dtype=np.float32)
         meta = {"settings": {}, "shape": [frames, 64], "classes": ["a"], "mean": [0.0] * 64,
                 "std": [1.0] * 64, "skipped": [], "split_speakers": {}}
-        table = pa.table({
-            "path": [f"f{i}" for i in range(rows)], "speaker": ["s"] * rows,
-            "gender": ["f"] * rows, "emotion": ["a"] * rows, "label": [0] * rows,
-            "split": ["train"] * rows,
-            "features": pa.FixedSizeListArray.from_arrays(pa.array(values), frames * 64),
-        }).replace_schema_metadata({"ser": json.dumps(meta)})
-        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-            writer.write_table(table)
-        del table, values
+        columns = {"path": [f"f{i}" for i in range(rows)], "speaker": ["s"] * rows,
+                   "gender": ["f"] * rows, "emotion": ["a"] * rows, "label": [0] * rows,
+                   "split": ["train"] * rows}
+        write_feature_file(path, columns, features, meta)
+        del features
         start = time.perf_counter()
         loaded = load_features(path)
         seconds = time.perf_counter() - start

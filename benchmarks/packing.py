@@ -3,28 +3,15 @@
 from __future__ import annotations
 
 import multiprocessing as mp
-import time
 
-from benchmarks.training import Size
+from benchmarks.training import Size, make_loop, timed_steps
 
 
 def _worker(size: Size, device: str, threads: int, start, queue) -> None:
-    import torch
-
     from trainables.device import runtime
     rt = runtime({"device": device, "threads_per_trial": threads})
-    from benchmarks.training import make_loop
     loop = make_loop(size, rt, ("cnn4",))
-    loss_fn = loop.stage_loss(loop.plan.stages[0])
-    for _ in range(size.warmup):
-        loop.step(loss_fn)
-    start.wait()
-    began = time.perf_counter()
-    for _ in range(size.steps):
-        loop.step(loss_fn)
-    if rt.device.type == "cuda":
-        torch.cuda.synchronize()
-    queue.put((began, time.perf_counter()))
+    queue.put(timed_steps(loop, size, start.wait))  # every process times the same span
 
 
 def packed_throughput(size: Size, device: str, trials: int, threads: int) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -10,7 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from trainables.device import Runtime, place
 from trainables.models import build
-from trainables.regularisers import build_regulariser
+from trainables.regularisers import StageEnd, build_regulariser
 from trainables.regularisers.importance import minibatch_fisher, per_sample_fisher
 from trainables.stage_loop import LoopSettings, StageLoop
 from trainables.stages import Plan, Stage
@@ -65,21 +66,33 @@ def step_flops(loop: StageLoop) -> float:
     return float(counter.get_total_flops())
 
 
-def throughput(size: Size, rt: Runtime, defences: tuple[str, ...]) -> dict:
-    """Samples per second, achieved TFLOP/s and peak memory of attacker training steps."""
-    loop = make_loop(size, rt, defences)
+def timed_steps(loop: StageLoop, size: Size, before_timing: Callable[[], None] = lambda: None
+                ) -> tuple[float, float]:
+    """(start, end) ``perf_counter`` times of ``size.steps`` training steps on the loop's first
+    stage, after ``size.warmup`` untimed ones; ``before_timing`` runs between the two."""
     loss_fn = loop.stage_loss(loop.plan.stages[0])
     for _ in range(size.warmup):
         loop.step(loss_fn)
-    flops = step_flops(loop)
-    if rt.device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    _sync(rt.device)
+    before_timing()
+    _sync(loop.device)
     start = time.perf_counter()
     for _ in range(size.steps):
         loop.step(loss_fn)
-    _sync(rt.device)
-    seconds = time.perf_counter() - start
+    _sync(loop.device)
+    return start, time.perf_counter()
+
+
+def throughput(size: Size, rt: Runtime, defences: tuple[str, ...]) -> dict:
+    """Samples per second, achieved TFLOP/s and peak memory of attacker training steps."""
+    loop = make_loop(size, rt, defences)
+    flops = step_flops(loop)
+
+    def reset_peak_memory() -> None:
+        if rt.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+
+    start, end = timed_steps(loop, size, reset_peak_memory)
+    seconds = end - start
     return {"samples_per_s": size.steps * size.batch_size / seconds,
             "tflops": flops * size.steps / seconds / 1e12,
             "peak_memory_mb": (torch.cuda.max_memory_allocated() / 2**20
@@ -101,16 +114,9 @@ def ewc_overhead(size: Size, rt: Runtime) -> dict:
         timings[f"fisher_{name}_s_per_1024"] = (time.perf_counter() - start) * 1024 / \
             size.fisher_samples
     plain = throughput(size, rt, ("cnn4",))["samples_per_s"]
-    loop.regulariser.stage_ended(__import__("trainables.regularisers", fromlist=["StageEnd"])
-                                 .StageEnd(loop.attacker, loss_fn, batches[:1]))
-    for _ in range(size.warmup):
-        loop.step(loss_fn)
-    _sync(rt.device)
-    start = time.perf_counter()
-    for _ in range(size.steps):
-        loop.step(loss_fn)
-    _sync(rt.device)
-    with_penalty = size.steps * size.batch_size / (time.perf_counter() - start)
+    loop.regulariser.stage_ended(StageEnd(loop.attacker, loss_fn, batches[:1]))
+    start, end = timed_steps(loop, size)
+    with_penalty = size.steps * size.batch_size / (end - start)
     timings["penalty_ms_per_step"] = 1000 * size.batch_size * (1 / with_penalty - 1 / plain)
     return timings
 
@@ -127,7 +133,6 @@ def strategy_memory(size: Size, rt: Runtime) -> dict:
         loop = make_loop(size, rt, defences, regulariser, 1e4)
         loss_fn = loop.stage_loss(loop.plan.stages[0])
         if regulariser != "none":
-            from trainables.regularisers import StageEnd
             loop.regulariser.stage_ended(StageEnd(loop.attacker, loss_fn,
                                                   loop._importance_batches()[:1]))
         torch.cuda.synchronize()

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.atomic import write_text_atomically
+from trainables.atomic import write_text_atomically
 from orchestrator.config import DataConfig
 from orchestrator.paths import cache_dir
 from trainables.data import scan_corpus

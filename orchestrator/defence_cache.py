@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from orchestrator.atomic import write_atomically
+from trainables.atomic import write_atomically
 from orchestrator.config import ExperimentConfig
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 from orchestrator.config import ExperimentConfig
-from trainables.stages import make_plan
+from trainables.stages import make_plan, trained_after
 
 # The Tune experiments (under the run's storage) of the two waves of the attack grid.
 FIRST_WAVE, SECOND_WAVE = "attacks", "attacks-continued"
@@ -54,12 +54,16 @@ class AttackTrial:
         """The Tune experiment (the wave) that runs this trial."""
         return SECOND_WAVE if self.starts_from else FIRST_WAVE
 
+    @property
+    def first_stage(self) -> tuple[int, tuple[str, ...], int]:
+        """(seed, defences, iterations) of stage 1: equal for trials that train it identically."""
+        return self.seed, self.stage_defences[0], self.stage_iterations[0]
+
     def rows(self) -> list[tuple[str, tuple[str, ...]]]:
         """(method, defences in training order) of each Table-1 row this trial yields, by stage:
-        ``rows()[k]`` is the row reported after stage ``k`` (``None`` where none is)."""
-        if self.strategy in ("transfer", "lifelong"):
-            return [(self.strategy, self.defences[: k + 1]) for k in range(len(self.defences))]
-        return [(self.strategy, self.defences)]
+        ``rows()[k]`` is the row reported after stage ``k``."""
+        return [(self.strategy, trained_after(self.stage_defences, k))
+                for k in range(len(self.stage_defences))]
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -121,13 +125,11 @@ def _share_first_stages(trials: list[AttackTrial]) -> list[AttackTrial]:
     one-stage trial with its first stage and seed, adding helpers where the grid has none."""
     from trainables.regularisers import REGULARISERS  # torch: only once a grid is expanded
 
-    leaders = {(t.seed, t.stage_defences[0], t.stage_iterations[0]): t.id
-               for t in trials if len(t.stage_iterations) == 1}
+    leaders = {t.first_stage: t.id for t in trials if len(t.stage_iterations) == 1}
     followers: dict[tuple, list[int]] = {}
     for index, trial in enumerate(trials):
         if len(trial.stage_iterations) > 1 and not REGULARISERS[trial.regulariser].needs_path:
-            key = (trial.seed, trial.stage_defences[0], trial.stage_iterations[0])
-            followers.setdefault(key, []).append(index)
+            followers.setdefault(trial.first_stage, []).append(index)
     shared = list(trials)
     for key, indices in followers.items():
         if key not in leaders:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from orchestrator.atomic import write_text_atomically
+from trainables.atomic import write_text_atomically
 
 STATUS_FILE = "trial_status.json"
 DEFENCES_FILE = "defences.json"

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from orchestrator.atomic import write_atomically, write_text_atomically
+from trainables.atomic import write_atomically, write_text_atomically
 from orchestrator.config import ExperimentConfig
 from orchestrator.grid import FIRST_WAVE, SECOND_WAVE, AttackTrial, attack_trials
 from orchestrator.records import read_defences, read_status, stage_records
@@ -41,7 +41,7 @@ def trials_table(config: ExperimentConfig, storage: Path, results: Path) -> pd.D
             continue
         for _, record in mine.sort_values("stage").iterrows():
             stage = int(record["stage"])
-            method, trained = trial.rows()[min(stage, len(trial.rows()) - 1)]
+            method, trained = trial.rows()[stage]
             rows.append({**base, **{k: v for k, v in record.items() if k not in base
                                     and not k.startswith(("config/", "experiment"))},
                          "stage": stage, "defences": _labels(config, trained),
@@ -163,7 +163,7 @@ def figure3(config: ExperimentConfig, sweep: pd.DataFrame, path: Path) -> None:
         ax.set_ylabel("adversarial test UAR [%]")
         ax.set_title(f"{sequence}: {part['defences'].iloc[0]}", fontsize=9)
         ax.legend(fontsize=8)
-    write_atomically(path, lambda tmp: (fig.savefig(tmp, format="png", dpi=110), plt.close(fig)))
+    write_atomically(path, lambda tmp: save_png(fig, tmp))
 
 
 def figure2_png(storage: Path, trials: pd.DataFrame, path: Path) -> bool:

@@ -5,12 +5,11 @@ bad input then fails in about a second instead of after several seconds of impor
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import yaml
 
-from orchestrator.atomic import write_text_atomically
+from trainables.atomic import write_text_atomically
 from orchestrator.config import ExperimentConfig, config_from_dict, config_to_dict, read_yaml
 from orchestrator.data_prep import PreparedData, prepare_data
 from orchestrator.grid import FIRST_WAVE, SECOND_WAVE, attack_trials, defence_trials
@@ -50,12 +49,10 @@ def _defence_weights(config: ExperimentConfig, prepared: PreparedData, data: dic
                      storage: Path, resume: bool) -> tuple[dict, dict]:
     """Train the defences that are not cached yet (one Tune experiment) and cache them.
     Returns every defence's weights (name -> state_dict) and its clean dev/test UAR."""
-    import torch
-
     from orchestrator.defence_cache import DefenceCache, defence_key
     from orchestrator.launch import run_stage
     from trainables.tune_defence import train_defence_trial
-    from trainables.tune_io import STATE_FILE
+    from trainables.tune_io import load_checkpoint
 
     cache = DefenceCache(cache_dir(config.data.cache_dir) / "defences")
     trials = defence_trials(config)
@@ -71,9 +68,7 @@ def _defence_weights(config: ExperimentConfig, prepared: PreparedData, data: dic
                 raise ProjectError(f"training defence {trial['defence']} failed: "
                                    f"{str(result.error).splitlines()[0] if result.error else 'no checkpoint'}"
                                    "; see the log above, fix it and run again with --resume")
-            with result.checkpoint.as_directory() as folder:
-                state = torch.load(os.path.join(folder, STATE_FILE), map_location="cpu",
-                                   weights_only=True)
+            state = load_checkpoint(result.checkpoint)
             metrics = {k: result.metrics[f"{trial['defence']}/{s}/clean_uar"]
                        for k, s in (("dev_uar", "dev"), ("test_uar", "test"))}
             cache.store(keys[trial["defence"]], state["defence"], metrics)
@@ -85,21 +80,18 @@ def _defence_weights(config: ExperimentConfig, prepared: PreparedData, data: dic
     return weights, clean
 
 
-def _final_states(grid) -> dict[str, dict]:
-    """Each finished trial's final stage-loop state (weights and sampler), by trial id."""
-    import torch
-
-    from trainables.tune_io import STATE_FILE
+def _final_states(grid, wanted: set[str]) -> dict[str, dict]:
+    """The final stage-loop state (weights and sampler) of each finished trial in ``wanted``."""
+    from trainables.tune_io import load_checkpoint
 
     states = {}
     for result in grid:
-        if result.error is not None or result.checkpoint is None:
+        trial_id = result.config["trial"]["id"]
+        if trial_id not in wanted or result.error is not None or result.checkpoint is None:
             continue
-        with result.checkpoint.as_directory() as folder:
-            state = torch.load(os.path.join(folder, STATE_FILE), map_location="cpu",
-                               weights_only=True)
+        state = load_checkpoint(result.checkpoint)
         if int(state["iteration"]) == 0 and int(state["stage_index"]) >= 1:
-            states[result.config["trial"]["id"]] = {
+            states[trial_id] = {
                 k: state[k] for k in ("attacker", "generator", "stage_index", "iteration")}
     return states
 
@@ -112,16 +104,15 @@ def _attack_grid(config: ExperimentConfig, data: dict, weights: dict, storage: P
     from trainables.tune_attack import train_attack_trial
 
     trials = attack_trials(config)
+    leaders = {t.starts_from for t in trials if t.starts_from}
     status: dict[str, str] = {}
     first_stages: dict[str, dict] = {}
     for wave in (FIRST_WAVE, SECOND_WAVE):
         mine = [t.as_dict() for t in trials if t.experiment == wave]
         if not mine:
             continue
-        leaders = {t["starts_from"] for t in mine if t["starts_from"]}
         grid = run_stage(wave, train_attack_trial,
-                         {"data": data, "defence_weights": weights,
-                          "first_stages": {k: v for k, v in first_stages.items() if k in leaders}},
+                         {"data": data, "defence_weights": weights, "first_stages": first_stages},
                          mine, config, config_to_dict(config), storage,
                          config.tune.attack_resources, resume)
         for result in grid:
@@ -129,7 +120,7 @@ def _attack_grid(config: ExperimentConfig, data: dict, weights: dict, storage: P
             status[result.config["trial"]["id"]] = "ok" if error is None else \
                 f"failed: {type(error).__name__}: {str(error).strip().splitlines()[-1][:300]}"
         if wave == FIRST_WAVE:
-            first_stages = _final_states(grid)
+            first_stages = _final_states(grid, leaders)
     return status
 
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from orchestrator.atomic import write_atomically, write_text_atomically
+from trainables.atomic import write_atomically, write_text_atomically
 from tests.test_cli import ROOT
 
 
@@ -34,7 +34,7 @@ def test_a_process_killed_while_writing_never_leaves_a_partial_file(tmp_path):
     child = subprocess.Popen([sys.executable, "-c", f"""
 import sys, time
 sys.path.insert(0, {str(ROOT)!r})
-from orchestrator.atomic import write_atomically
+from trainables.atomic import write_atomically
 def slow(tmp):
     with open(tmp, "w") as handle:
         handle.write("partial row,")

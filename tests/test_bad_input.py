@@ -103,7 +103,9 @@ def test_every_checkpoint_load_is_weights_only():
             if isinstance(node, ast.Call) and ast.unparse(node.func) in ("eval", "exec",
                                                                         "yaml.load"):
                 raise AssertionError(f"{path}: {ast.unparse(node)}")
-    assert len(loads) >= 3 and all(k.get("weights_only") == "True" for k in loads)
+    # Two load sites since every checkpoint goes through tune_io.load_checkpoint (the other is
+    # the defence cache); the floor only guards against a scan that finds nothing.
+    assert len(loads) >= 2 and all(k.get("weights_only") == "True" for k in loads)
 
 
 def test_after_a_data_error_the_same_folder_can_be_used_again(tmp_path):

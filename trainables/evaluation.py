@@ -55,14 +55,14 @@ def evaluate(attacker: nn.Module | None, defences: Mapping[str, nn.Module],
     was_training = attacker.training if attacker is not None else False
     if attacker is not None:
         attacker.eval()
+    for model in defences.values():
+        model.eval()
     metrics: dict = {}
     confusion: dict = {}
     try:
         for split, (x, y) in splits.items():
             truth = y.cpu().numpy()
             num_classes = int(truth.max()) + 1
-            for model in defences.values():
-                model.eval()
             adversarial: dict[str, np.ndarray] = {}
             if attacker is not None:
                 adversarial, size = adversarial_predictions(attacker, defences, x, batch_size)

@@ -22,6 +22,7 @@ import pyarrow as pa
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
+from trainables.atomic import write_atomically
 from trainables.audio_io import read_audio
 from trainables.errors import DataError
 from trainables.features import FeatureSettings, band_statistics, log_mel
@@ -71,14 +72,20 @@ def _compute(paths: list[str], settings: FeatureSettings, workers: int,
         return list(tqdm(pool.map(_extract, jobs, chunksize=16), **bar))
 
 
-def _write_atomically(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+def write_feature_file(path: str | Path, columns: dict[str, list], features: np.ndarray,
+                       metadata: dict) -> Path:
+    """Write a feature cache atomically: one row per utterance with ``columns`` and its
+    ``features`` (``(n, T, F)`` float32, flattened per row), ``metadata`` in the schema."""
+    values = pa.array(features.reshape(len(features), -1).ravel(), type=pa.float32())
+    table = pa.table({**{c: pa.array(v) for c, v in columns.items()},
+                      "features": pa.FixedSizeListArray.from_arrays(values, features[0].size)})
+    table = table.replace_schema_metadata({"ser": json.dumps(metadata)})
+
+    def write(tmp: Path) -> None:
         with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    return write_atomically(path, write)
 
 
 def build_feature_cache(df: pd.DataFrame, settings: FeatureSettings, cache_dir: str | Path, *,
@@ -109,17 +116,12 @@ def build_feature_cache(df: pd.DataFrame, settings: FeatureSettings, cache_dir: 
 
     features = np.stack([r for r in results if not isinstance(r, str)])
     mean, std = band_statistics(features[df["split"].to_numpy() == "train"])
-    frame_values = pa.array(features.reshape(len(df), -1).ravel(), type=pa.float32())
-    columns = {c: pa.array(df[c].tolist()) for c in df.columns}
-    columns["features"] = pa.FixedSizeListArray.from_arrays(frame_values, features[0].size)
     metadata = {
         "settings": settings.as_dict(), "shape": list(features.shape[1:]),
         "classes": list(df.attrs.get("classes", [])), "mean": mean.tolist(),
         "std": std.tolist(), "skipped": skipped, "split_speakers": speaker_lists(df),
     }
-    table = pa.table(columns).replace_schema_metadata({"ser": json.dumps(metadata)})
-    _write_atomically(table, path)
-    return path
+    return write_feature_file(path, {c: df[c].tolist() for c in df.columns}, features, metadata)
 
 
 def _check_every_class_in_every_split(df: pd.DataFrame) -> None:

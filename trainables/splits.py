@@ -83,7 +83,8 @@ def missing_classes(df: pd.DataFrame, classes: tuple[str, ...] | None = None
     """(split, class) pairs with no utterance, for the classes present in ``df`` (which has a
     ``split`` column), in ``classes`` order when given."""
     present = set(zip(df["split"], df["emotion"]))
-    wanted = [c for c in (classes or sorted(set(df["emotion"]))) if c in set(df["emotion"])]
+    corpus = set(df["emotion"])
+    wanted = [c for c in (classes or sorted(corpus)) if c in corpus]
     return [(s, c) for s in SPLITS for c in wanted if (s, c) not in present]
 
 
@@ -119,10 +120,10 @@ def assign_splits(df: pd.DataFrame, spec: SplitSpec, classes: tuple[str, ...]) -
     rng = np.random.default_rng(spec.seed)
     missing: list[tuple[str, str]] = []
     for _ in range(spec.max_attempts):
-        assignment = _draw(by_gender, spec, rng)
-        missing = missing_classes(df.assign(split=df["speaker"].map(assignment)), classes)
+        split = df["speaker"].map(_draw(by_gender, spec, rng)).rename("split")
+        missing = missing_classes(df.assign(split=split), classes)
         if not missing:
-            return df["speaker"].map(assignment).rename("split")
+            return split
     split, cls = missing[0]
     raise DataError(f"no speaker split puts class {cls!r} into the {split} split "
                     f"({spec.max_attempts} draws tried): add speakers of that class, change "

@@ -3,6 +3,7 @@ plus the name of a regulariser. One loop (``trainables.stage_loop``) trains them
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -14,6 +15,12 @@ class Stage:
     iterations: int
 
 
+def trained_after(stage_defences: Sequence[tuple[str, ...]], stage: int) -> tuple[str, ...]:
+    """The defences attacked in stages ``0..stage``, in training order, each once: what the
+    attacker has been trained on when stage ``stage`` ends (its Table-1 row's defences)."""
+    return tuple(dict.fromkeys(d for defences in stage_defences[: stage + 1] for d in defences))
+
+
 @dataclass(frozen=True)
 class Plan:
     """A strategy made concrete: its stages and its regulariser (``none`` for no constraint)."""
@@ -21,6 +28,10 @@ class Plan:
     strategy: str
     stages: tuple[Stage, ...]
     regulariser: str = "none"
+
+    def trained_after(self, stage: int) -> tuple[str, ...]:
+        """The defences attacked up to the end of stage ``stage``."""
+        return trained_after([s.defences for s in self.stages], stage)
 
 
 def single_task(defence: str, iterations: int) -> Plan:

@@ -104,8 +104,7 @@ def train_attack_trial(config: dict, data: dict, defence_weights: dict,
         step = loop.global_step
         for key, value in metrics.items():
             writer.add_scalar(f"eval/{key}", value, step)
-        trained = trial["defences"][: stage + 1] if plan.strategy in ("transfer", "lifelong") \
-            else trial["defences"]
+        trained = plan.trained_after(stage)
         score["score"] = float(np.mean([metrics[f"{d}/dev/adv_uar"] for d in trained]))
         figure = _figure_data(attacker, defences, figure_x, figure_y, classes)
         writer.add_image("figure2", figure_to_array(figure2(**figure)), step, dataformats="HWC")

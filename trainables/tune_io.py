@@ -31,13 +31,16 @@ def report(metrics: dict, state: dict | None = None) -> None:
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
+def load_checkpoint(checkpoint: tune.Checkpoint) -> dict:
+    """The state saved by ``report`` in ``checkpoint``, on the CPU."""
+    with checkpoint.as_directory() as folder:
+        return torch.load(os.path.join(folder, STATE_FILE), map_location="cpu", weights_only=True)
+
+
 def restore() -> dict | None:
     """The state of the trial's latest checkpoint (after a retry or ``--resume``), or ``None``."""
     checkpoint = tune.get_checkpoint()
-    if checkpoint is None:
-        return None
-    with checkpoint.as_directory() as folder:
-        return torch.load(os.path.join(folder, STATE_FILE), map_location="cpu", weights_only=True)
+    return None if checkpoint is None else load_checkpoint(checkpoint)
 
 
 def trial_dir() -> Path:

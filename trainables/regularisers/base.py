@@ -62,3 +62,30 @@ class Regulariser:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore what ``state_dict`` returned."""
+
+
+class AnchoredImportance(Regulariser):
+    """Per-parameter importance summed over the stages so far, anchored at the parameters the
+    latest stage ended with: ``lambda * sum_i omega_i (theta_i - theta*_i) ** 2`` (MAS, SI)."""
+
+    def __init__(self, strength: float) -> None:
+        super().__init__(strength)
+        self.importance: Tensors = {}
+        self.anchor: Tensors = {}
+
+    def consolidate(self, importance: Tensors, model: nn.Module) -> None:
+        """Add a finished stage's ``importance`` and anchor at ``model``'s parameters."""
+        for n, value in importance.items():
+            self.importance[n] = self.importance.get(n, torch.zeros_like(value)) + value
+        self.anchor = parameters_of(model)
+
+    def penalty(self, model: nn.Module) -> torch.Tensor | None:
+        if not self.importance:
+            return None
+        return self.strength * quadratic_penalty(model, self.importance, self.anchor)
+
+    def state_dict(self) -> dict:
+        return {"importance": self.importance, "anchor": self.anchor}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.importance, self.anchor = dict(state["importance"]), dict(state["anchor"])

@@ -7,22 +7,20 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from trainables.regularisers.base import (Regulariser, StageEnd, Tensors, parameters_of,
-                                          quadratic_penalty)
+from trainables.regularisers.base import AnchoredImportance, StageEnd, Tensors, parameters_of
 
 
-class SynapticIntelligence(Regulariser):
+class SynapticIntelligence(AnchoredImportance):
     """Uses the gradient of the whole loss (penalty included) that the optimiser stepped with.
     Negative path contributions are clipped to zero so the penalty stays a sum of squares."""
 
     name = "si"
     needs_path = True
+    _PATH_STATE = ("path", "previous", "stage_start")
 
     def __init__(self, strength: float, xi: float = 1e-3, **_: object) -> None:
         super().__init__(strength)
         self.xi = xi
-        self.importance: Tensors = {}
-        self.anchor: Tensors = {}
         self.path: Tensors = {}
         self.previous: Tensors = {}
         self.stage_start: Tensors = {}
@@ -40,23 +38,15 @@ class SynapticIntelligence(Regulariser):
 
     def stage_ended(self, end: StageEnd) -> None:
         current = parameters_of(end.model)
-        if self.path:
-            for n, path in self.path.items():
-                change = (current[n] - self.stage_start[n]).pow(2) + self.xi
-                gained = torch.clamp(path / change, min=0)
-                self.importance[n] = self.importance.get(n, torch.zeros_like(gained)) + gained
-        self.anchor = current
+        self.consolidate({n: torch.clamp(path / ((current[n] - self.stage_start[n]).pow(2)
+                                                 + self.xi), min=0)
+                          for n, path in self.path.items()}, end.model)
         self.path, self.previous, self.stage_start = {}, {}, {}
 
-    def penalty(self, model: nn.Module) -> torch.Tensor | None:
-        if not self.importance:
-            return None
-        return self.strength * quadratic_penalty(model, self.importance, self.anchor)
-
     def state_dict(self) -> dict:
-        return {"importance": self.importance, "anchor": self.anchor, "path": self.path,
-                "previous": self.previous, "stage_start": self.stage_start}
+        return {**super().state_dict(), **{key: getattr(self, key) for key in self._PATH_STATE}}
 
     def load_state_dict(self, state: dict) -> None:
-        for key in ("importance", "anchor", "path", "previous", "stage_start"):
+        super().load_state_dict(state)
+        for key in self._PATH_STATE:
             setattr(self, key, dict(state[key]))
