@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -55,7 +55,8 @@ def make_loop(size: Size, rt: Runtime, defences: tuple[str, ...], regulariser: s
     plan = Plan("bench", (Stage(defences, 10**9),), regulariser)
     return StageLoop(attacker, models, plan, build_regulariser(regulariser, strength), x, y,
                      LoopSettings(batch_size=size.batch_size, fisher_samples=size.fisher_samples,
-                                  fisher_batch_size=min(64, size.fisher_samples), amp=rt.amp))
+                                  fisher_batch_size=min(64, size.fisher_samples), amp=rt.amp,
+                                  compile=rt.compile))
 
 
 def step_flops(loop: StageLoop) -> float:
@@ -71,8 +72,11 @@ def timed_steps(loop: StageLoop, size: Size, before_timing: Callable[[], None] =
     """(start, end) ``perf_counter`` times of ``size.steps`` training steps on the loop's first
     stage, after ``size.warmup`` untimed ones; ``before_timing`` runs between the two."""
     loss_fn = loop.stage_loss(loop.plan.stages[0])
+    warmup_start = time.perf_counter()
     for _ in range(size.warmup):
         loop.step(loss_fn)
+    _sync(loop.device)
+    loop.warmup_seconds = time.perf_counter() - warmup_start  # compile time, when compiling
     before_timing()
     _sync(loop.device)
     start = time.perf_counter()
@@ -85,7 +89,10 @@ def timed_steps(loop: StageLoop, size: Size, before_timing: Callable[[], None] =
 def throughput(size: Size, rt: Runtime, defences: tuple[str, ...]) -> dict:
     """Samples per second, achieved TFLOP/s and peak memory of attacker training steps."""
     loop = make_loop(size, rt, defences)
-    flops = step_flops(loop)
+    # Counted on an eager twin: the counter's module hooks would make a compiled model
+    # recompile, and its step would hide the compile time the warm-up is meant to show.
+    flops = step_flops(make_loop(size, replace(rt, compile=False), defences) if rt.compile
+                       else loop)
 
     def reset_peak_memory() -> None:
         if rt.device.type == "cuda":
@@ -95,6 +102,7 @@ def throughput(size: Size, rt: Runtime, defences: tuple[str, ...]) -> dict:
     seconds = end - start
     return {"samples_per_s": size.steps * size.batch_size / seconds,
             "tflops": flops * size.steps / seconds / 1e12,
+            "warmup_s": loop.warmup_seconds,
             "peak_memory_mb": (torch.cuda.max_memory_allocated() / 2**20
                                if rt.device.type == "cuda" else None)}
 

@@ -101,7 +101,13 @@ class AttackConfig:
 
     model: Literal["atrous"] = "atrous"
     width: float = 1.0
+    # The perturbation the attacker starts from (its last batch norm's bias is logit(eta_init));
+    # PyTorch's default, 0.5, leaves a floor the paper's schedule cannot train away.
+    eta_init: float = 0.01
     alpha: float = 0.02  # weight of the C&W margin against the MSE
+    # How the margin is reduced over a batch: "mean", or "sum" as the released code does (the
+    # MSE is a mean either way, so "sum" weighs the margin batch_size times more).
+    margin_reduction: Literal["mean", "sum"] = "mean"
     lr: float = 1e-4
     lr_decay: float = 0.9
     lr_decay_every: int = 1000
@@ -119,6 +125,8 @@ class AttackConfig:
         _positive("attack.width", self.width)
         if not 0 <= self.alpha <= 1:
             raise ConfigError(f"attack.alpha: must be in [0, 1], got {self.alpha}")
+        if not 0 < self.eta_init < 1:
+            raise ConfigError(f"attack.eta_init: must be in (0, 1), got {self.eta_init}")
         if not 0 < self.lr_decay <= 1:
             raise ConfigError(f"attack.lr_decay: must be in (0, 1], got {self.lr_decay}")
         for key in ("lr", "lr_decay_every", "batch_size", "first_stage_iterations",

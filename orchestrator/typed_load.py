@@ -48,7 +48,12 @@ def convert(tp: Any, value: Any, key: str) -> Any:
                 continue
         raise ConfigError(f"{key}: expected {_describe(tp)}, got {value!r}")
     if origin is Literal:
-        if value in typing.get_args(tp):
+        allowed = typing.get_args(tp)
+        if isinstance(value, bool):
+            # YAML 1.1 reads an unquoted off/on/no/yes as a boolean: give back the word.
+            words = {False: ("off", "no", "false"), True: ("on", "yes", "true")}[value]
+            value = next((a for a in allowed if isinstance(a, str) and a in words), value)
+        if value in allowed:
             return value
         raise ConfigError(f"{key}: {value!r} is not allowed; allowed: "
                           + ", ".join(str(a) for a in typing.get_args(tp)))

@@ -62,3 +62,12 @@ def test_any_input_loads_or_raises_config_error(data):
     except ConfigError:
         return
     assert isinstance(config, ExperimentConfig)
+
+
+def test_an_unquoted_off_is_the_word_not_a_boolean(tmp_path):
+    # YAML 1.1 reads `off` as false; `--set performance.amp=off` must still mean "off".
+    assert load_config(None, ["performance.amp=off"]).performance.amp == "off"
+    (tmp_path / "c.yaml").write_text("performance: {amp: off}\n")
+    assert load_config(tmp_path / "c.yaml").performance.amp == "off"
+    with pytest.raises(ConfigError, match="performance.amp: True is not allowed"):
+        load_config(None, ["performance.amp=yes"])

@@ -52,7 +52,8 @@ class DefenceTrainer:
 
     def evaluate(self) -> float:
         self.model.eval()
-        score = uar(self.dev[1].cpu().numpy(), predict(self.model, self.dev[0]))
+        with torch.autocast(self.x.device.type, dtype=torch.bfloat16, enabled=self.settings.amp):
+            score = uar(self.dev[1].cpu().numpy(), predict(self.model, self.dev[0]))
         self.model.train()
         if score > self.best_uar:
             self.best_uar, self.best_iteration = score, self.iteration

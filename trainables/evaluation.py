@@ -1,4 +1,5 @@
-"""Clean and adversarial UAR of each defence, and the size of the perturbation."""
+"""Clean, adversarial and noise-control UAR of each defence, and the size and input-specificity
+of the perturbation."""
 
 from __future__ import annotations
 
@@ -22,35 +23,64 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> np.ndar
     return torch.cat(predictions).cpu().numpy()
 
 
+def shuffled_positions(eta: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """The noise control: each sample's ``eta`` ``(B, C, T, F)`` with its time-frequency
+    positions permuted at random. Every sample keeps exactly its values, so its energy (the
+    perturbation's MSE and SNR) and its mean; only where the attacker put them is lost."""
+    flat = eta.flatten(1)
+    order = torch.rand(flat.shape, generator=generator, device=eta.device).argsort(dim=1)
+    return flat.gather(1, order).view_as(eta)
+
+
 @torch.no_grad()
 def adversarial_predictions(attacker: nn.Module, defences: Mapping[str, nn.Module],
-                            x: torch.Tensor, batch_size: int = 256
-                            ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    """Each defence's predicted classes on ``x + attacker(x)``, and the perturbation's size (MSE
-    of ``x' - x``, SNR in dB of ``x`` against it). The attacker runs once per chunk, whatever the
-    number of defences: it costs more than any defence (its dilated convolutions keep the
-    input's full resolution)."""
-    predictions: dict[str, list[torch.Tensor]] = {name: [] for name in defences}
-    signal = noise = 0.0
+                            x: torch.Tensor, batch_size: int = 256, noise_seed: int = 0
+                            ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray],
+                                       dict[str, float]]:
+    """Each defence's predicted classes on ``x + attacker(x)`` and on the noise control
+    ``x + shuffled_positions(eta)``, and the perturbation's size and specificity:
+
+    - ``mse``: mean of ``eta ** 2``; ``snr_db``: ``10 log10(sum x^2 / sum eta^2)``;
+    - ``mean_eta``: mean of ``eta`` over samples, positions and time;
+    - ``shared_energy``: ``||mean over inputs of eta||^2 / mean ||eta||^2``, the share of the
+      perturbation's energy that is the same for every input (near 1: a fixed offset).
+
+    The attacker runs once per chunk, whatever the number of defences: it costs more than any
+    defence (its dilated convolutions keep the input's full resolution)."""
+    adversarial: dict[str, list[torch.Tensor]] = {name: [] for name in defences}
+    noise: dict[str, list[torch.Tensor]] = {name: [] for name in defences}
+    generator = torch.Generator(device=x.device).manual_seed(noise_seed)
+    signal = energy = total = 0.0
+    eta_sum = torch.zeros(x.shape[1:], device=x.device)
     for chunk in x.split(batch_size):
-        eta = attacker(chunk)
-        adversarial = chunk + eta
+        eta = attacker(chunk).float()
+        control = shuffled_positions(eta, generator)
         for name, model in defences.items():
-            predictions[name].append(model(adversarial).argmax(dim=1))
+            adversarial[name].append(model(chunk + eta).argmax(dim=1))
+            noise[name].append(model(chunk + control).argmax(dim=1))
         signal += chunk.float().pow(2).sum().item()
-        noise += eta.float().pow(2).sum().item()
-    size = {"mse": noise / x.numel(), "snr_db": float(10 * np.log10(signal / max(noise, 1e-30)))}
-    return {name: torch.cat(p).cpu().numpy() for name, p in predictions.items()}, size
+        energy += eta.pow(2).sum().item()
+        total += eta.sum().item()
+        eta_sum += eta.sum(dim=0)
+    n = len(x)
+    shared = (eta_sum / n).pow(2).sum().item() / max(energy / n, 1e-30)
+    size = {"mse": energy / x.numel(), "snr_db": float(10 * np.log10(signal / max(energy, 1e-30))),
+            "mean_eta": total / x.numel(), "shared_energy": shared}
+    as_numpy = {name: torch.cat(p).cpu().numpy() for name, p in adversarial.items()}
+    return as_numpy, {name: torch.cat(p).cpu().numpy() for name, p in noise.items()}, size
 
 
 def evaluate(attacker: nn.Module | None, defences: Mapping[str, nn.Module],
              splits: Mapping[str, Split], batch_size: int = 256,
-             clean_cache: dict[str, np.ndarray] | None = None) -> dict:
+             clean_cache: dict[str, np.ndarray] | None = None, amp: bool = False,
+             noise_seed: int = 0) -> dict:
     """Metrics of every defence on every split, flat, ready to report:
-    ``{defence}/{split}/clean_uar`` and, with an attacker, ``/adv_uar`` (UAR in [0, 1]),
-    ``perturbation/{split}/mse`` and ``/snr_db``; ``confusion`` holds the adversarial (or clean)
-    confusion matrices as nested lists. Clean predictions do not depend on the attacker: pass
-    the same ``clean_cache`` dict at every call to compute them once."""
+    ``{defence}/{split}/clean_uar`` and, with an attacker, ``/adv_uar`` and ``/noise_uar`` (the
+    noise control, see ``shuffled_positions``; UAR in [0, 1]), and ``perturbation/{split}/mse``,
+    ``/snr_db``, ``/mean_eta``, ``/shared_energy``; ``confusion`` holds the adversarial (or
+    clean) confusion matrices as nested lists. Clean predictions do not depend on the attacker:
+    pass the same ``clean_cache`` dict at every call to compute them once. ``amp``: the networks
+    run under bf16 autocast, as they trained; sizes and metrics are computed in fp32."""
     clean_cache = {} if clean_cache is None else clean_cache
     was_training = attacker.training if attacker is not None else False
     if attacker is not None:
@@ -61,24 +91,37 @@ def evaluate(attacker: nn.Module | None, defences: Mapping[str, nn.Module],
     confusion: dict = {}
     try:
         for split, (x, y) in splits.items():
-            truth = y.cpu().numpy()
-            num_classes = int(truth.max()) + 1
-            adversarial: dict[str, np.ndarray] = {}
-            if attacker is not None:
-                adversarial, size = adversarial_predictions(attacker, defences, x, batch_size)
-                for key, value in size.items():
-                    metrics[f"perturbation/{split}/{key}"] = value
-            for name, model in defences.items():
-                key = f"{name}/{split}"
-                if key not in clean_cache:
-                    clean_cache[key] = predict(model, x, batch_size)
-                metrics[f"{key}/clean_uar"] = uar(truth, clean_cache[key])
-                if attacker is not None:
-                    metrics[f"{key}/adv_uar"] = uar(truth, adversarial[name])
-                shown = adversarial.get(name, clean_cache[key])
-                confusion[key] = confusion_matrix(truth, shown, num_classes).tolist()
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+                metrics.update(_evaluate_split(attacker, defences, split, x, y, batch_size,
+                                               clean_cache, confusion, noise_seed))
     finally:
         if attacker is not None:
             attacker.train(was_training)
     metrics["confusion"] = confusion
+    return metrics
+
+
+def _evaluate_split(attacker: nn.Module | None, defences: Mapping[str, nn.Module], split: str,
+                    x: torch.Tensor, y: torch.Tensor, batch_size: int,
+                    clean_cache: dict[str, np.ndarray], confusion: dict, noise_seed: int
+                    ) -> dict:
+    truth = y.cpu().numpy()
+    num_classes = int(truth.max()) + 1
+    metrics: dict = {}
+    adversarial: dict[str, np.ndarray] = {}
+    if attacker is not None:
+        adversarial, noise, size = adversarial_predictions(attacker, defences, x, batch_size,
+                                                           noise_seed)
+        for key, value in size.items():
+            metrics[f"perturbation/{split}/{key}"] = value
+    for name, model in defences.items():
+        key = f"{name}/{split}"
+        if key not in clean_cache:
+            clean_cache[key] = predict(model, x, batch_size)
+        metrics[f"{key}/clean_uar"] = uar(truth, clean_cache[key])
+        if attacker is not None:
+            metrics[f"{key}/adv_uar"] = uar(truth, adversarial[name])
+            metrics[f"{key}/noise_uar"] = uar(truth, noise[name])
+        shown = adversarial.get(name, clean_cache[key])
+        confusion[key] = confusion_matrix(truth, shown, num_classes).tolist()
     return metrics

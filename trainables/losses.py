@@ -28,13 +28,17 @@ def cw_margin(log_probs: torch.Tensor, target: torch.Tensor, reduction: str = "n
 
 
 def attack_loss(eta: torch.Tensor, x: torch.Tensor, target: torch.Tensor,
-                defences: Sequence[nn.Module], alpha: float) -> torch.Tensor:
+                defences: Sequence[nn.Module], alpha: float, margin_scale: float = 1.0
+                ) -> torch.Tensor:
     """Per-sample attack loss ``(B,)`` for perturbation ``eta`` on input ``x`` ``(B, 1, T, F)``.
 
-    ``alpha * mean_d margin_d(x + eta) + (1 - alpha) * MSE(x + eta, x)``; the MSE of
-    ``x + eta`` against ``x`` is the mean of ``eta ** 2`` per sample. Computed in fp32.
+    ``alpha * margin_scale * mean_d margin_d(x + eta) + (1 - alpha) * MSE(x + eta, x)``; the MSE
+    of ``x + eta`` against ``x`` is the mean of ``eta ** 2`` per sample. Computed in fp32.
+    ``margin_scale`` = the training batch size gives, averaged over a batch, the released code's
+    balance (margin summed over the batch, MSE averaged); it is a constant, not this call's
+    batch size, so that per-sample gradients (the Fisher) see the same objective.
     """
     adversarial = x + eta
     margins = torch.stack([cw_margin(d(adversarial).float(), target) for d in defences])
     mse = eta.float().pow(2).flatten(1).mean(dim=1)
-    return alpha * margins.mean(dim=0) + (1 - alpha) * mse
+    return alpha * margin_scale * margins.mean(dim=0) + (1 - alpha) * mse

@@ -32,6 +32,7 @@ class LoopSettings:
     """Optimisation settings of the stage loop (DESIGN.md section 2)."""
 
     alpha: float = 0.02
+    margin_reduction: str = "mean"  # "sum": the margin weighs batch_size times more (losses.py)
     lr: float = 1e-4
     lr_decay: float = 0.9
     lr_decay_every: int = 1000
@@ -108,8 +109,10 @@ class StageLoop:
     def stage_loss(self, stage: Stage) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor],
                                                     torch.Tensor]:
         """Per-sample attack loss ``(eta, x, y) -> (B,)`` of ``stage``."""
+        s = self.settings
         return partial(attack_loss, defences=[self.defences[d] for d in stage.defences],
-                       alpha=self.settings.alpha)
+                       alpha=s.alpha,
+                       margin_scale=s.batch_size if s.margin_reduction == "sum" else 1.0)
 
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         index = torch.randint(len(self.train_x), (self.settings.batch_size,),

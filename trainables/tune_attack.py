@@ -26,9 +26,9 @@ def plan_of(trial: dict) -> Plan:
     return Plan(trial["strategy"], stages, trial["regulariser"])
 
 
-def _figure_data(attacker, defences, x, label, classes) -> dict:
+def _figure_data(attacker, defences, x, label, classes, amp: bool) -> dict:
     attacker.eval()
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
         eta = attacker(x[None])
         predictions = {name: (classes[int(m(x[None]).argmax())],
                               classes[int(m(x[None] + eta).argmax())])
@@ -60,12 +60,14 @@ def train_attack_trial(config: dict, data: dict, defence_weights: dict,
     splits = {s: split_tensors(data, s, rt) for s in ("train", "dev", "test")}
 
     torch.manual_seed(trial["seed"])
-    attacker = place(build(attack["model"], width=attack["width"]), rt)
+    attacker = place(build(attack["model"], width=attack["width"], eta_init=attack["eta_init"]),
+                     rt)
     plan = plan_of(trial)
     regulariser = build_regulariser(plan.regulariser, trial["lam"] or 0.0,
                                     fisher=lifelong["fisher"], decay=lifelong["decay"])
     settings = LoopSettings(
-        alpha=attack["alpha"], lr=attack["lr"], lr_decay=attack["lr_decay"],
+        alpha=attack["alpha"], margin_reduction=attack["margin_reduction"], lr=attack["lr"],
+        lr_decay=attack["lr_decay"],
         lr_decay_every=attack["lr_decay_every"], batch_size=attack["batch_size"],
         log_every=attack["log_every"], fisher_samples=lifelong["fisher_samples"],
         fisher_batch_size=lifelong["fisher_batch_size"], seed=trial["seed"], amp=rt.amp,
@@ -99,14 +101,15 @@ def train_attack_trial(config: dict, data: dict, defence_weights: dict,
 
     def on_stage_end(stage: int, loop: StageLoop) -> None:
         metrics = evaluate(attacker, defences, {"dev": splits["dev"], "test": splits["test"]},
-                           attack["eval_batch_size"], clean_predictions)
+                           attack["eval_batch_size"], clean_predictions, amp=rt.amp,
+                           noise_seed=trial["seed"])
         confusion = metrics.pop("confusion")
         step = loop.global_step
         for key, value in metrics.items():
             writer.add_scalar(f"eval/{key}", value, step)
         trained = plan.trained_after(stage)
         score["score"] = float(np.mean([metrics[f"{d}/dev/adv_uar"] for d in trained]))
-        figure = _figure_data(attacker, defences, figure_x, figure_y, classes)
+        figure = _figure_data(attacker, defences, figure_x, figure_y, classes, rt.amp)
         writer.add_image("figure2", figure_to_array(figure2(**figure)), step, dataformats="HWC")
         writer.flush()
         if loop.finished:

@@ -26,7 +26,8 @@ def train_defence_trial(config: dict, data: dict) -> None:
     if state is not None:
         trainer.load_state_dict(state)
     trainer.run(lambda metrics, t: report({**metrics, "finished": False}, t.state_dict()))
-    final = evaluate(None, {trial["defence"]: model}, {"dev": splits["dev"], "test": splits["test"]})
+    final = evaluate(None, {trial["defence"]: model}, {"dev": splits["dev"], "test": splits["test"]},
+                     amp=rt.amp)
     final.pop("confusion")
     report({**final, "iteration": trainer.iteration, "best_iteration": trainer.best_iteration,
             "best_dev_uar": trainer.best_uar, "finished": True},
