@@ -35,6 +35,7 @@ def test_table1_has_every_row_of_the_grid(run):
     assert rows == [
         ("clean", "CNN-4 + VGG-16 + ResNet-50"),
         ("single-task", "CNN-4"), ("single-task", "VGG-16"), ("single-task", "ResNet-50"),
+        ("noise", "CNN-4"), ("noise", "VGG-16"), ("noise", "ResNet-50"),
         ("multi-task", "CNN-4 + VGG-16"), ("multi-task", "CNN-4 + VGG-16 + ResNet-50"),
         ("transfer", "CNN-4 + VGG-16"), ("transfer", "CNN-4 + VGG-16 + ResNet-50"),
         ("lifelong", "CNN-4 + VGG-16"), ("lifelong", "CNN-4 + VGG-16 + ResNet-50")]
@@ -52,7 +53,8 @@ def test_trials_parquet_has_a_row_per_trial_and_stage(run):
     assert stages["lifelong-clockwise-lam1e2-seed0"] == [0, 1, 2]
     assert stages["single-task-cnn4-seed0"] == [0]
     assert len(stages) == 3 + 2 + 1 + 2
-    for column in ("cnn4/test/adv_uar", "cnn4/test/clean_uar", "perturbation/test/snr_db"):
+    for column in ("cnn4/test/adv_uar", "cnn4/test/clean_uar", "cnn4/test/noise_uar",
+                   "perturbation/test/snr_db", "perturbation/test/shared_energy"):
         assert trials[column].notna().all()
 
 
@@ -74,6 +76,9 @@ def test_tensorboard_events_hold_uar_scalars_and_the_figure(run):
 
 def test_the_other_outputs_exist(run):
     results, result = run
+    sizes = pd.read_csv(results / "perturbation.csv")
+    assert len(sizes) == 9 and sizes["snr_db_test"].notna().all()
+    assert ((sizes["shared_energy_test"] >= 0) & (sizes["shared_energy_test"] <= 1)).all()
     for name in ("lambda_sweep.csv", "lambda_sweep.png", "figure2.png", "findings.md",
                  "config.yaml", "split.json"):
         assert (results / name).stat().st_size > 0, name
