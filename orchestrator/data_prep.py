@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,16 @@ class PreparedData:
     utterances: int
     classes: list[str]
     split_speakers: dict[str, list[str]]
-    skipped: list[tuple[str, str]]
+    skipped: list[tuple[str, str]]  # bad files left out (data.on_bad_file: skip)
+    excluded: list[tuple[str, str]]  # files of classes the seven-class setup leaves out
+
+    def left_out(self) -> str:
+        """What was left out, counted by reason (``"6 neutral (excluded, as in the paper)"``),
+        or ``""`` when nothing was."""
+        counts = [f"{n} {reason}" for reason, n in Counter(r for _, r in self.excluded).items()]
+        if self.skipped:
+            counts.append(f"{len(self.skipped)} bad file(s) skipped (data.on_bad_file: skip)")
+        return ", ".join(counts)
 
 
 def prepare_data(config: DataConfig, results_dir: str | Path | None = None,
@@ -38,15 +48,20 @@ def prepare_data(config: DataConfig, results_dir: str | Path | None = None,
                                on_bad_file=config.on_bad_file, workers=config.workers or None,
                                progress=progress)
     meta = load_metadata(path)
+    # The scan's lists are this scan's; the cache adds the files whose audio proved unusable. Its
+    # own copy of the scan's lists may be older: the cache's key covers only the files it kept.
+    scanned = set(table["path"])
+    unusable = [tuple(s) for s in meta["skipped"] if s[0] in scanned]
     prepared = PreparedData(feature_cache=str(path), corpus_root=str(root),
                             utterances=meta["rows"], classes=meta["classes"],
                             split_speakers=meta["split_speakers"],
-                            skipped=[tuple(s) for s in meta["skipped"]])
+                            skipped=[*table.attrs["skipped"], *unusable],
+                            excluded=list(table.attrs.get("excluded", [])))
     if results_dir is not None:
         results = Path(results_dir)
         write_text_atomically(results / "split.json",
                               json.dumps(prepared.split_speakers, indent=2) + "\n")
-        if prepared.skipped:
+        if prepared.excluded or prepared.skipped:
             write_text_atomically(results / "skipped_files.txt", "".join(
-                f"{path}\t{reason}\n" for path, reason in prepared.skipped))
+                f"{path}\t{reason}\n" for path, reason in [*prepared.excluded, *prepared.skipped]))
     return prepared

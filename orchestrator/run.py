@@ -148,6 +148,9 @@ def run(config: ExperimentConfig, results: Path, resume: bool = False,
                               yaml.safe_dump(config_to_dict(config), sort_keys=False))
         print(f"features: {prepared.utterances} utterances, {len(prepared.classes)} classes "
               f"({prepared.feature_cache})", flush=True)
+        if prepared.left_out():
+            print(f"left out: {prepared.left_out()}; listed in {results / 'skipped_files.txt'}",
+                  flush=True)
         data = _trial_data(prepared)
 
         import ray

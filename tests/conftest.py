@@ -56,3 +56,11 @@ def demos_folder(root: Path, speakers: int = 6, per_class: int = 1) -> Path:
                 write_wav(root / f"PR_{gender}_{s + 1:02d}_{code}{i:02d}a.wav",
                           seed=s * 100 + c * 10 + i)
     return root
+
+
+def demos_with_neutral(root: Path) -> list[Path]:
+    """A DEMoS-named tree and its neutral recordings as DEMoS ships them (a NEU folder, no
+    ``PR_``/``NP_`` prefix) and as a prefixed copy might name them; returns the neutral files."""
+    demos_folder(root)
+    return [write_wav(root / "NEU" / "f_01_neu01a.wav"),
+            write_wav(root / "NEU" / "m_02_neu02b.wav"), write_wav(root / "PR_f_03_neu03a.wav")]

@@ -1,10 +1,12 @@
+import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.conftest import demos_folder, write_wav
-from trainables.corpora import EmoDBCorpus, Utterance
+from tests.conftest import demos_folder, demos_with_neutral, write_wav
+from trainables.corpora import (CORPORA, NEUTRAL, CremaDCorpus, EmoDBCorpus, Excluded,
+                                RavdessCorpus, Utterance)
 from trainables.data import scan_corpus
 from trainables.errors import DataError
 
@@ -41,8 +43,11 @@ def test_other_corpora_file_name_schemes(tmp_path):
     for actor in (1, 2, 3, 4):
         write_wav(ravdess / f"03-01-05-01-02-01-{actor:02d}.wav")
     write_wav(ravdess / "03-02-05-01-02-01-01.wav")  # song: excluded
+    calm = write_wav(ravdess / "03-01-02-01-02-01-01.wav")
     table = scan_corpus(ravdess, "ravdess")
     assert len(table) == 4 and set(table["emotion"]) == {"anger"}
+    assert (str(calm), "calm (excluded: not one of the paper's seven classes)") in \
+        table.attrs["excluded"] and len(table.attrs["excluded"]) == 2
     assert dict(zip(table["speaker"], table["gender"]))["01"] == "m"
     crema = tmp_path / "crema"
     for actor in (1001, 1002, 1003):
@@ -85,3 +90,60 @@ def test_unknown_code_names_the_file_and_skip_lists_it(tmp_path):
 def test_unknown_corpus_kind_is_an_error(tmp_path):
     with pytest.raises(DataError, match="allowed: synthetic"):
         scan_corpus(demos_folder(tmp_path), "timit")
+
+
+def test_demos_neutral_recordings_are_left_out_and_listed_with_the_reason(tmp_path):
+    neutral = demos_with_neutral(tmp_path)
+    table = scan_corpus(tmp_path, "demos")
+    assert not set(map(str, neutral)) & set(table["path"])
+    assert len(table) == 6 * 7 and "neutral" not in set(table["emotion"])
+    assert sorted(table.attrs["excluded"]) == sorted((str(p), NEUTRAL) for p in neutral)
+    assert NEUTRAL == "neutral (excluded, as in the paper)"
+    assert table.attrs["skipped"] == []
+
+
+@pytest.mark.parametrize("name", ["f_03_gio01a.wav", "recording1.wav", "PR_x_03_gio01a.wav"])
+def test_a_misnamed_file_beside_the_neutral_ones_still_stops_the_scan(tmp_path, name):
+    """An emotional file without the prefix is misnamed: the prefix may be missing only from
+    neutral recordings. The message counts and names the misnamed file alone."""
+    demos_with_neutral(tmp_path)
+    write_wav(tmp_path / "NEU" / name)
+    with pytest.raises(DataError, match=rf"^1 audio file\(s\) .* are not named as demos names "
+                                        rf"its files .*: {name}; "):
+        scan_corpus(tmp_path, "demos")
+    table = scan_corpus(tmp_path, "demos", on_bad_file="skip")
+    assert table.attrs["skipped"] == [(str(tmp_path / "NEU" / name), "unrecognised file name")]
+    assert len(table.attrs["excluded"]) == 3
+
+
+def test_a_tree_of_neutral_recordings_only_says_so(tmp_path):
+    write_wav(tmp_path / "NEU" / "f_01_neu01a.wav")
+    with pytest.raises(DataError, match=r"all 1 audio files are left out, .*f_01_neu01a.wav: "
+                                        + re.escape(NEUTRAL)):
+        scan_corpus(tmp_path, "demos")
+
+
+@pytest.mark.parametrize("adapter, name, reason", [
+    (EmoDBCorpus(), "03a01Na.wav", NEUTRAL),
+    (EmoDBCorpus(), "03a01La.wav", "boredom (excluded: not one of the paper's seven classes)"),
+    (RavdessCorpus(), "03-01-01-01-01-01-01.wav", NEUTRAL),
+    (RavdessCorpus(), "03-01-02-01-01-01-01.wav",
+     "calm (excluded: not one of the paper's seven classes)"),
+    (RavdessCorpus(), "03-02-05-01-01-01-01.wav", "song (excluded: speech only)"),
+    (CremaDCorpus(), "1001_DFA_NEU_XX.wav", NEUTRAL),
+])
+def test_other_corpora_exclude_the_classes_outside_the_papers_seven(adapter, name, reason):
+    with pytest.raises(Excluded, match=re.escape(reason)):
+        adapter.parse(Path(name))
+
+
+def test_every_corpus_keeps_the_papers_classes_it_has_in_the_papers_order():
+    paper = ("anger", "disgust", "fear", "guilt", "happiness", "sadness", "surprise")
+    assert CORPORA["demos"].classes == paper
+    assert CORPORA["emodb"].classes == ("anger", "disgust", "fear", "happiness", "sadness")
+    assert CORPORA["ravdess"].classes == ("anger", "disgust", "fear", "happiness", "sadness",
+                                          "surprise")
+    assert CORPORA["crema-d"].classes == ("anger", "disgust", "fear", "happiness", "sadness")
+    assert RavdessCorpus().parse(Path("03-01-08-01-01-01-02.wav")) == Utterance("02", "f",
+                                                                                "surprise")
+

@@ -3,11 +3,14 @@ import copy
 import pytest
 import torch
 from torch import nn
+from torch.optim.optimizer import (register_optimizer_step_post_hook,
+                                   register_optimizer_step_pre_hook)
 
 from trainables.losses import attack_loss
 from trainables.regularisers import StageEnd, build_regulariser
+from trainables.regularisers.base import parameters_of
 from trainables.regularisers.importance import minibatch_fisher, per_sample_fisher
-from trainables.stage_loop import LoopSettings, StageLoop
+from trainables.stage_loop import LoopCallbacks, LoopSettings, StageLoop
 from trainables.stages import make_plan
 
 
@@ -101,6 +104,7 @@ def test_every_regulariser_penalises_moving_after_a_stage_and_round_trips(name):
     regulariser = build_regulariser(name, 1.0, fisher="minibatch", decay=0.5)
     optimiser = torch.optim.SGD(attacker.parameters(), lr=0.1)
     loss = loss_for(defence(1))
+    regulariser.stage_started(attacker)
     for _ in range(3):
         optimiser.zero_grad()
         loss(attacker(x), x, y).mean().backward()
@@ -130,3 +134,61 @@ def test_online_ewc_keeps_one_decayed_fisher():
     assert len(online.fishers) == 1
     for n in first:
         torch.testing.assert_close(online.fishers[0][n], 1.5 * first[n])
+
+
+def test_si_integrates_every_step_of_every_stage_from_the_stage_start():
+    """SI's path and importance against a direct computation over the same training: the
+    parameters before and after every optimiser step and the gradients it stepped with, recorded
+    by the optimiser's own hooks, outside SI."""
+    torch.manual_seed(0)
+    x, y = data(64)
+    plan = make_plan("lifelong", ("a", "b"), 3, 3, "si")
+    si = build_regulariser("si", 1.0, xi=1e-3)
+    loop = StageLoop(TinyAttacker(), {"a": defence(1), "b": defence(2)}, plan, si, x, y,
+                     LoopSettings(alpha=0.5, lr=1e-2, batch_size=16, seed=1))
+    steps: list[dict] = []  # one per optimiser step: before, gradient, after
+
+    def before(optimiser, *_):
+        steps.append({"before": parameters_of(loop.attacker),
+                      "grad": {n: p.grad.detach().clone()
+                               for n, p in loop.attacker.named_parameters()}})
+
+    def after(optimiser, *_):
+        steps[-1]["after"] = parameters_of(loop.attacker)
+
+    paths_seen, importances = [], []
+
+    def check_path(current: StageLoop) -> None:
+        paths_seen.append((current.stage_index, current.iteration,
+                           {n: v.clone() for n, v in si.path.items()}))
+
+    handles = [register_optimizer_step_pre_hook(before),
+               register_optimizer_step_post_hook(after)]
+    try:
+        loop.run(LoopCallbacks(on_step=check_path, on_stage_end=lambda i, _: importances.append(
+            {n: v.clone() for n, v in si.importance.items()})))
+    finally:
+        for handle in handles:
+            handle.remove()
+
+    assert len(steps) == 6
+    expected_importance: dict = {}
+    for stage in range(2):
+        stage_steps = steps[3 * stage: 3 * stage + 3]
+        path = {n: torch.zeros_like(v) for n, v in stage_steps[0]["before"].items()}
+        for iteration, step in enumerate(stage_steps, start=1):
+            for n in path:
+                path[n] -= step["grad"][n] * (step["after"][n] - step["before"][n])
+            if iteration < 3:  # on_step runs after every step but a stage's last
+                seen = [p for s, i, p in paths_seen if (s, i) == (stage, iteration)]
+                assert len(seen) == 1
+                for n in path:
+                    torch.testing.assert_close(seen[0][n], path[n], rtol=1e-5, atol=1e-12)
+        start, end = stage_steps[0]["before"], stage_steps[-1]["after"]
+        for n in path:
+            omega = torch.clamp(path[n] / ((end[n] - start[n]).pow(2) + 1e-3), min=0)
+            expected_importance[n] = expected_importance.get(n, 0) + omega
+        assert set(importances[stage]) == set(expected_importance)
+        assert any(v.sum() > 0 for v in expected_importance.values())  # not a match of zeros
+        for n, value in expected_importance.items():
+            torch.testing.assert_close(importances[stage][n], value, rtol=1e-5, atol=1e-12)

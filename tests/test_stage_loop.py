@@ -30,8 +30,11 @@ def test_strategies_are_plans_of_stages():
         make_plan("single-task", ("a", "b"), 5, 2)
 
 
-@pytest.mark.parametrize("regulariser", ["ewc", "si"])
-def test_an_interrupted_and_resumed_run_ends_with_the_same_weights(regulariser):
+@pytest.mark.parametrize(("regulariser", "where"),
+                         [("ewc", "mid-stage"), ("si", "mid-stage"), ("si", "stage boundary")])
+def test_an_interrupted_and_resumed_run_ends_with_the_same_weights(regulariser, where):
+    """Mid-stage, SI's path so far travels in the checkpoint; at a boundary, the resumed loop
+    starts the next stage's path itself."""
     straight = new_loop(regulariser=regulariser)
     straight.run()
 
@@ -41,15 +44,17 @@ def test_an_interrupted_and_resumed_run_ends_with_the_same_weights(regulariser):
     saved = {}
 
     def interrupt(loop):
-        if loop.stage_index == 1 and loop.iteration == 4:
+        if loop.stage_index == 1 and loop.iteration == (4 if where == "mid-stage" else 0):
             buffer = io.BytesIO()
             torch.save(loop.state_dict(), buffer)
             saved["state"] = buffer.getvalue()
             raise Stop
 
     first = new_loop(regulariser=regulariser)
+    callbacks = (LoopCallbacks(on_step=interrupt) if where == "mid-stage" else
+                 LoopCallbacks(on_stage_end=lambda _, loop: interrupt(loop)))
     with pytest.raises(Stop):
-        first.run(LoopCallbacks(on_step=interrupt))
+        first.run(callbacks)
     resumed = new_loop(regulariser=regulariser)
     resumed.load_state_dict(torch.load(io.BytesIO(saved["state"]), weights_only=True))
     resumed.run()

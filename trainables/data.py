@@ -43,15 +43,25 @@ def _check_root(root: Path) -> None:
         raise DataError(f"data root {root} is not a folder")
 
 
-def _scan_names(root: Path, adapter: CorpusAdapter, on_bad_file: str) -> tuple[list[dict], list]:
-    rows, skipped, unrecognised = [], [], []
+Skips = list[tuple[str, str]]  # (path, reason)
+
+
+def _scan_names(root: Path, adapter: CorpusAdapter,
+                on_bad_file: str) -> tuple[list[dict], Skips, Skips]:
+    """Rows of the usable files, the files excluded by design (never an error) and the bad
+    files skipped (only with ``on_bad_file="skip"``; otherwise the first one raises)."""
+    rows: list[dict] = []
+    excluded: Skips = []
+    skipped: Skips = []
+    unrecognised: list[Path] = []
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
     if not files:
         raise DataError(f"data folder {root} holds no audio files ({', '.join(AUDIO_SUFFIXES)})")
     for path in files:
         try:
             utterance = adapter.parse(path)
-        except Excluded:
+        except Excluded as exclusion:
+            excluded.append((str(path), str(exclusion)))
             continue
         except DataError as error:
             if on_bad_file != "skip":
@@ -63,6 +73,10 @@ def _scan_names(root: Path, adapter: CorpusAdapter, on_bad_file: str) -> tuple[l
             continue
         rows.append({"path": str(path), "speaker": utterance.speaker,
                      "gender": utterance.gender, "emotion": utterance.emotion})
+    if not rows and not unrecognised:
+        first = (excluded or skipped)[0]
+        raise DataError(f"no usable file in {root}: all {len(excluded) + len(skipped)} audio "
+                        f"files are left out, e.g. {first[0]}: {first[1]}")
     if not rows:
         raise DataError(f"no file in {root} is named as {adapter.name} names its files "
                         f"(e.g. {adapter.example}); is --corpus right?")
@@ -73,7 +87,7 @@ def _scan_names(root: Path, adapter: CorpusAdapter, on_bad_file: str) -> tuple[l
                             f"{adapter.name} names its files (e.g. {adapter.example}): {names}; "
                             "remove them or set data.on_bad_file: skip")
         skipped += [(str(p), "unrecognised file name") for p in unrecognised]
-    return rows, skipped
+    return rows, excluded, skipped
 
 
 def _scan_manifest(root: Path) -> tuple[list[dict], tuple[str, ...]]:
@@ -104,8 +118,10 @@ def scan_corpus(root: str | Path, corpus: str = "demos", *, split: SplitSpec | N
 
     Columns: ``path, speaker, gender, emotion`` (English class name), ``label`` (index in the
     corpus's class order) and ``split`` (``train``/``dev``/``test``: speaker-independent,
-    gender-stratified, deterministic from ``split.seed``). ``df.attrs`` holds ``classes`` and
-    ``skipped`` (``[(path, reason)]``, non-empty only with ``on_bad_file="skip"``).
+    gender-stratified, deterministic from ``split.seed``). ``df.attrs`` holds ``classes``,
+    ``excluded`` (``[(path, reason)]``: files of classes the seven-class setup leaves out, such as
+    DEMoS neutral, and other recordings the corpus excludes) and ``skipped`` (``[(path, reason)]``
+    of bad files, non-empty only with ``on_bad_file="skip"``).
     Raises ``DataError`` naming the folder or file for any unusable input.
     """
     if on_bad_file not in ("error", "skip"):
@@ -113,11 +129,12 @@ def scan_corpus(root: str | Path, corpus: str = "demos", *, split: SplitSpec | N
     root = Path(root)
     if corpus == "manifest":  # a CSV file, or a folder holding manifest.csv
         rows, classes = _scan_manifest(root)
-        skipped: list = []
+        excluded: Skips = []
+        skipped: Skips = []
     else:
         _check_root(root)
         adapter = _adapter(corpus, root)
-        rows, skipped = _scan_names(root, adapter, on_bad_file)
+        rows, excluded, skipped = _scan_names(root, adapter, on_bad_file)
         classes = adapter.classes
     df = pd.DataFrame(rows)
     df["label"] = df["emotion"].map({c: i for i, c in enumerate(classes)}).astype("int64")
@@ -128,5 +145,6 @@ def scan_corpus(root: str | Path, corpus: str = "demos", *, split: SplitSpec | N
         raise DataError(f"split values {bad} in {root}; allowed: train, dev, test")
     df = df[COLUMNS].sort_values("path", kind="stable").reset_index(drop=True)
     df.attrs["classes"] = list(classes)
+    df.attrs["excluded"] = excluded
     df.attrs["skipped"] = skipped
     return df

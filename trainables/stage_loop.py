@@ -163,6 +163,11 @@ class StageLoop:
         while not self.finished:
             stage = self.plan.stages[self.stage_index]
             loss_fn = self.stage_loss(stage)
+            if self.iteration == 0:
+                # Before the first step, so that a path-integrating regulariser (SI) sees every
+                # step from the stage's start. A resumed run that stopped mid-stage carries that
+                # state in its checkpoint instead; one saved at a stage boundary starts it here.
+                self.regulariser.stage_started(self.attacker)
             while self.iteration < stage.iterations:
                 self.step(loss_fn)
                 self.iteration += 1

@@ -37,7 +37,8 @@ def quadratic_penalty(model: nn.Module, importance: Tensors, anchor: Tensors) ->
 
 class Regulariser:
     """Base class. ``strength`` is lambda. Subclasses override the hooks they need:
-    ``after_step`` (after every optimiser step), ``stage_ended`` and ``penalty``."""
+    ``stage_started`` (before a stage's first optimiser step), ``after_step`` (after every
+    optimiser step), ``stage_ended`` and ``penalty``."""
 
     name = "none"
     # Whether ``after_step`` accumulates something along the training path (SI does): such a
@@ -46,6 +47,10 @@ class Regulariser:
 
     def __init__(self, strength: float = 0.0) -> None:
         self.strength = strength
+
+    def stage_started(self, model: nn.Module) -> None:
+        """Called before a stage's first optimiser step, with the parameters the stage starts
+        from; a run resumed mid-stage does not call it again (its state is in ``state_dict``)."""
 
     def after_step(self, model: nn.Module) -> None:
         """Called after each optimiser step (the gradients are still in ``p.grad``)."""

@@ -1,6 +1,7 @@
 """Synaptic Intelligence (Zenke et al. 2017): importance is each parameter's contribution to the
-decrease of the loss along its training path, ``omega += -g * delta_theta`` at every step,
-normalised at the end of a stage by the squared total change plus ``xi``."""
+decrease of the loss along its training path, ``omega += -g * delta_theta`` at every step of a
+stage, from the parameters it starts with, normalised at the end of the stage by the squared total
+change over the stage plus ``xi``."""
 
 from __future__ import annotations
 
@@ -25,12 +26,17 @@ class SynapticIntelligence(AnchoredImportance):
         self.previous: Tensors = {}
         self.stage_start: Tensors = {}
 
+    def stage_started(self, model: nn.Module) -> None:
+        self.stage_start = parameters_of(model)
+        self.previous = dict(self.stage_start)
+        self.path = {n: torch.zeros_like(p) for n, p in self.stage_start.items()}
+
     def after_step(self, model: nn.Module) -> None:
         if not self.previous:
-            self.previous = parameters_of(model)
-            self.stage_start = dict(self.previous)
-            self.path = {n: torch.zeros_like(p) for n, p in self.previous.items()}
-            return
+            # Recording the parameters here would already be one step late: that step would
+            # never be integrated, and the stage's total change would be measured from after it.
+            raise RuntimeError("SynapticIntelligence.after_step before stage_started: the "
+                               "parameters a stage starts from were never recorded")
         for n, p in model.named_parameters():
             if n in self.path and p.grad is not None:
                 self.path[n] -= p.grad.detach() * (p.detach() - self.previous[n])
