@@ -51,6 +51,7 @@ class DataConfig:
         if self.corpus != "synthetic" and not self.root:
             raise ConfigError(f"data.root: corpus {self.corpus!r} needs its folder "
                               "(--data-root DIR)")
+        _positive("data.split.seed", self.split.seed, allow_zero=True)
         if len(self.split.fractions) != 3 or min(self.split.fractions) <= 0:
             raise ConfigError("data.split.fractions: three positive numbers (train, dev, test)")
         _positive("data.synthetic.speakers", self.synthetic.speakers)
@@ -174,6 +175,12 @@ class GridConfig:
             raise ConfigError("grid.strategies: empty; allowed: " + ", ".join(STRATEGIES))
         if not self.seeds:
             raise ConfigError("grid.seeds: empty; give at least one seed")
+        repeated = sorted({s for s in self.seeds if self.seeds.count(s) > 1})
+        if repeated:
+            # A repeated seed would run identical trials twice and report a spread of one draw.
+            raise ConfigError(f"grid.seeds: seed {repeated[0]} is given twice; seeds must differ")
+        for i, seed in enumerate(self.seeds):
+            _positive(f"grid.seeds[{i}]", seed, allow_zero=True)
         if "lifelong" in self.strategies and not self.lambdas:
             raise ConfigError("grid.lambdas: empty, but the lifelong strategy needs lambda values")
         for i, value in enumerate(self.lambdas):
@@ -245,6 +252,7 @@ class ExperimentConfig:
     performance: PerformanceConfig = field(default_factory=PerformanceConfig)
 
     def __post_init__(self) -> None:
+        _positive("seed", self.seed, allow_zero=True)
         if not self.defences:
             raise ConfigError("defences: empty; define at least one defence")
         for name, sequence in self.grid.sequences.items():
@@ -299,6 +307,11 @@ def read_yaml(path: str | Path) -> dict:
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> ExperimentConfig:
     """Load and validate a config; ``overrides`` are ``key.sub=value`` strings."""
     data = read_yaml(path) if path is not None else {}
+    if path is not None and not data:
+        # Every key has a default, and the defaults are the paper's full scale: an empty file
+        # would start hours of work that nobody asked for.
+        raise ConfigError(f"config file {path} is empty; start from configs/smoke.yaml or "
+                          "configs/paper.yaml")
     return config_from_dict(apply_overrides(data, list(overrides)))
 
 

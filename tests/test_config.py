@@ -32,6 +32,10 @@ def test_saved_config_round_trips_through_yaml():
     (["lifelong.regulariser=l2"], "lifelong.regulariser"),
     (["grid=3"], "grid: expected a mapping"),
     (["nonsense"], "expected key.sub=value"),
+    (["grid.seeds=[0,1,0]"], "grid.seeds: seed 0 is given twice"),
+    (["grid.seeds=[-1]"], "grid.seeds[0]: must be >= 0"),
+    (["data.split.seed=-1"], "data.split.seed: must be >= 0"),
+    (["seed=-2"], "seed: must be >= 0"),
 ])
 def test_bad_values_name_the_key(overrides, message):
     with pytest.raises(ConfigError) as error:
@@ -71,3 +75,9 @@ def test_an_unquoted_off_is_the_word_not_a_boolean(tmp_path):
     assert load_config(tmp_path / "c.yaml").performance.amp == "off"
     with pytest.raises(ConfigError, match="performance.amp: True is not allowed"):
         load_config(None, ["performance.amp=yes"])
+
+
+def test_an_empty_config_file_is_refused_not_run_at_paper_scale(tmp_path):
+    (tmp_path / "empty.yaml").write_text("# nothing yet\n")
+    with pytest.raises(ConfigError, match="empty.yaml is empty; start from configs/smoke.yaml"):
+        load_config(tmp_path / "empty.yaml")
