@@ -61,6 +61,13 @@ def _class_missing(root: Path) -> str:
     return "class 'surprise'"
 
 
+def _class_absent(root: Path) -> str:
+    demos_folder(root)
+    for path in root.glob("*_sor*.wav"):
+        path.unlink()
+    return "the corpus has no usable utterance of surprise"
+
+
 def _misnamed_beside_neutral(root: Path) -> str:
     demos_with_neutral(root)
     write_wav(root / "NEU" / "f_03_gio01a.wav")  # an emotion needs the PR_/NP_ prefix
@@ -68,7 +75,7 @@ def _misnamed_beside_neutral(root: Path) -> str:
 
 
 @pytest.mark.parametrize("make", [_corrupt, _empty_wav, _nan, _unknown_code, _no_names, _empty,
-                                  _class_missing, _misnamed_beside_neutral])
+                                  _class_missing, _class_absent, _misnamed_beside_neutral])
 def test_bad_corpus_gives_a_clear_error_and_no_table(tmp_path, make):
     root = tmp_path / "corpus"
     root.mkdir(exist_ok=True) if make is not _empty else None

@@ -125,7 +125,14 @@ def build_feature_cache(df: pd.DataFrame, settings: FeatureSettings, cache_dir: 
 
 
 def _check_every_class_in_every_split(df: pd.DataFrame) -> None:
-    missing = missing_classes(df, tuple(df.attrs.get("classes") or ()) or None)
+    classes = list(df.attrs.get("classes") or ())
+    absent = [c for c in classes if c not in set(df["emotion"])]
+    if absent:
+        # The defences would be len(classes)-way classifiers with empty classes, and UAR an
+        # average over fewer classes than Table 1 says: not comparable with any other run.
+        raise DataError(f"the corpus has no usable utterance of {', '.join(absent)}; every one "
+                        f"of its classes ({', '.join(classes)}) is needed")
+    missing = missing_classes(df, tuple(classes) or None)
     if missing:
         split, cls = missing[0]
         raise DataError(f"the {split} split has no utterance of class {cls!r} after leaving "
