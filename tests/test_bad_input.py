@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from tests.conftest import demos_folder, write_wav
-from tests.test_cli import ROOT, run_cli
+from tests.helpers import ROOT, demos_folder, run_cli, write_wav
 
 
 def _corrupt(root: Path) -> str:

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tests.test_cli import run_cli
-from tests.test_end_to_end import TINY
+from tests.helpers import TINY, run_cli
 
 RAY = str(Path(sys.executable).with_name("ray"))
 

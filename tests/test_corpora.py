@@ -3,7 +3,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import demos_folder, write_wav
+from tests.helpers import demos_folder, write_wav
 from trainables.corpora import EmoDBCorpus, Utterance
 from trainables.data import scan_corpus
 from trainables.errors import DataError

@@ -10,9 +10,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from orchestrator.grid import FIRST_WAVE, SECOND_WAVE
-from tests.test_cli import run_cli
-
-TINY = Path(__file__).with_name("tiny.yaml")
+from tests.helpers import TINY, run_cli
 COLUMNS = ["method", "defences", "lambda", "cnn4_dev", "cnn4_test", "vgg16_dev", "vgg16_test",
            "resnet50_dev", "resnet50_test"]
 
@@ -151,7 +149,7 @@ def test_a_killed_driver_resumes_without_redoing_finished_trials(run, tmp_path, 
     import sys
     import time
 
-    from tests.test_cli import ROOT
+    from tests.helpers import ROOT
 
     results = tmp_path / "results"
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
