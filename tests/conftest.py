@@ -1,13 +1,20 @@
-"""Shared fixtures: a private cache, a tiny synthetic corpus. Plain helpers live in helpers.py."""
+"""Shared fixtures: a private cache, a tiny synthetic corpus, one Ray head for the session.
+Plain helpers live in helpers.py."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import TINY_SPEC
+from tests.helpers import RAY, TINY_SPEC, cli_env, free_port
 from trainables.synthetic import ensure_corpus
 
 
@@ -28,3 +35,42 @@ def _private_cache(tmp_path_factory):
 def tiny_corpus(tmp_path_factory) -> Path:
     """6 speakers x 7 emotions x 2 utterances of about one second, DEMoS names."""
     return ensure_corpus(tmp_path_factory.mktemp("corpus"), TINY_SPEC)
+
+
+@pytest.fixture(scope="session")
+def ray_head(tmp_path_factory, _private_cache) -> Iterator[str]:
+    """One Ray head on 127.0.0.1 for the whole session (``ray start --head --block``, as a user
+    starts a cluster); yields its ``HOST:PORT`` for ``run_grid.py --address``.
+
+    Its workers inherit this environment (the private cache included), not the driver's. Its
+    own temporary folder keeps its address out of ``/tmp/ray/ray_current_cluster``, which every
+    plain ``ray.init()`` on the machine (our local runs, other users') would otherwise join. It
+    is stopped by ending its own process group: ``ray stop --force`` would also stop every other
+    Ray instance on a shared machine."""
+    port = free_port()
+    # Short and outside pytest's folders: Ray's Unix socket paths must stay under 108 bytes.
+    temp = Path(tempfile.mkdtemp(prefix="ray-head-"))
+    log = tmp_path_factory.mktemp("ray-head") / "ray_start.log"
+    with open(log, "w") as out:
+        head = subprocess.Popen(
+            [RAY, "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
+             "--node-ip-address=127.0.0.1", "--include-dashboard=false",
+             "--disable-usage-stats", f"--temp-dir={temp}"],
+            env=cli_env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 180
+        while "Ray runtime started" not in log.read_text():
+            assert head.poll() is None and time.time() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        yield f"127.0.0.1:{port}"
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pass
+        try:  # whatever of its group outlived the head: workers, raylet, GCS
+            os.killpg(head.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        shutil.rmtree(temp, ignore_errors=True)

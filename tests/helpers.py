@@ -9,6 +9,7 @@ Importable as ``tests.helpers`` because ``pyproject.toml`` puts the project root
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ from trainables.synthetic import SyntheticSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = Path(__file__).with_name("tiny.yaml")  # every strategy, real Ray, seconds per trial
+RAY = str(Path(sys.executable).with_name("ray"))  # the CLI that `pip install` put beside python
 TINY_SPEC = SyntheticSpec(speakers=6, utterances_per_emotion=2, min_seconds=0.6, max_seconds=1.2)
 
 
@@ -35,6 +37,13 @@ def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.Completed
     """``python run_grid.py ARGS`` in ``cwd``, as a user runs it; output captured as text."""
     return subprocess.run([sys.executable, str(ROOT / "run_grid.py"), *args], cwd=cwd,
                           env=cli_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def write_wav(path: Path, seconds: float = 0.5, sr: int = 16_000, channels: int = 1,
