@@ -1,17 +1,21 @@
-"""Shared fixtures: a private cache, a tiny synthetic corpus, helpers that write audio files."""
+"""Shared fixtures: a private cache, a tiny synthetic corpus, one Ray head for the session.
+Plain helpers live in helpers.py."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile
 
-from trainables.synthetic import SyntheticSpec, ensure_corpus
-
-TINY_SPEC = SyntheticSpec(speakers=6, utterances_per_emotion=2, min_seconds=0.6, max_seconds=1.2)
+from tests.helpers import RAY, TINY_SPEC, cli_env, free_port
+from trainables.synthetic import ensure_corpus
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -33,34 +37,40 @@ def tiny_corpus(tmp_path_factory) -> Path:
     return ensure_corpus(tmp_path_factory.mktemp("corpus"), TINY_SPEC)
 
 
-def write_wav(path: Path, seconds: float = 0.5, sr: int = 16_000, channels: int = 1,
-              seed: int = 0) -> Path:
-    """A short noise-and-tone WAV file."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * sr)) / sr
-    wave = 0.3 * np.sin(2 * np.pi * 220 * t) + 0.05 * rng.standard_normal(t.size)
-    if channels > 1:
-        wave = np.stack([wave] * channels, axis=1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    soundfile.write(str(path), wave.astype(np.float32), sr)
-    return path
+@pytest.fixture(scope="session")
+def ray_head(tmp_path_factory, _private_cache) -> Iterator[str]:
+    """One Ray head on 127.0.0.1 for the whole session (``ray start --head --block``, as a user
+    starts a cluster); yields its ``HOST:PORT`` for ``run_grid.py --address``.
 
-
-def demos_folder(root: Path, speakers: int = 6, per_class: int = 1) -> Path:
-    """A DEMoS-named folder of tiny WAVs: alternating genders, every class per speaker."""
-    codes = ["rab", "dis", "pau", "col", "gio", "tri", "sor"]
-    for s in range(speakers):
-        gender = "f" if s % 2 == 0 else "m"
-        for c, code in enumerate(codes):
-            for i in range(per_class):
-                write_wav(root / f"PR_{gender}_{s + 1:02d}_{code}{i:02d}a.wav",
-                          seed=s * 100 + c * 10 + i)
-    return root
-
-
-def demos_with_neutral(root: Path) -> list[Path]:
-    """A DEMoS-named tree and its neutral recordings as DEMoS ships them (a NEU folder, no
-    ``PR_``/``NP_`` prefix) and as a prefixed copy might name them; returns the neutral files."""
-    demos_folder(root)
-    return [write_wav(root / "NEU" / "f_01_neu01a.wav"),
-            write_wav(root / "NEU" / "m_02_neu02b.wav"), write_wav(root / "PR_f_03_neu03a.wav")]
+    Its workers inherit this environment (the private cache included), not the driver's. Its
+    own temporary folder keeps its address out of ``/tmp/ray/ray_current_cluster``, which every
+    plain ``ray.init()`` on the machine (our local runs, other users') would otherwise join. It
+    is stopped by ending its own process group: ``ray stop --force`` would also stop every other
+    Ray instance on a shared machine."""
+    port = free_port()
+    # Short and outside pytest's folders: Ray's Unix socket paths must stay under 108 bytes.
+    temp = Path(tempfile.mkdtemp(prefix="ray-head-"))
+    log = tmp_path_factory.mktemp("ray-head") / "ray_start.log"
+    with open(log, "w") as out:
+        head = subprocess.Popen(
+            [RAY, "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
+             "--node-ip-address=127.0.0.1", "--include-dashboard=false",
+             "--disable-usage-stats", f"--temp-dir={temp}"],
+            env=cli_env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 180
+        while "Ray runtime started" not in log.read_text():
+            assert head.poll() is None and time.time() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        yield f"127.0.0.1:{port}"
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pass
+        try:  # whatever of its group outlived the head: workers, raylet, GCS
+            os.killpg(head.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        shutil.rmtree(temp, ignore_errors=True)

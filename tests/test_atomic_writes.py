@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -12,7 +13,7 @@ import time
 import pytest
 
 from trainables.atomic import write_atomically, write_text_atomically
-from tests.test_cli import ROOT
+from tests.helpers import ROOT
 
 
 def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temp(tmp_path):
@@ -48,3 +49,20 @@ write_atomically({str(target)!r}, slow)
     child.wait()
     time.sleep(0.1)
     assert target.read_text() == "previous table\n"
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
+def test_written_files_follow_the_umask_like_a_plain_open(tmp_path, umask, mode):
+    """Results and caches on shared storage must be readable by whom the user's umask allows,
+    not by their owner only (``tempfile.mkstemp`` makes 0600 whatever the umask)."""
+    previous = os.umask(umask)
+    try:
+        text = write_text_atomically(tmp_path / "table1.csv", "method\n")
+        rewritten = write_atomically(tmp_path / "figure.png", lambda tmp: tmp.write_bytes(b"x"))
+        write_text_atomically(text, "method,defences\n")  # replacing keeps the same rule
+        with open(tmp_path / "plain.csv", "w") as handle:
+            handle.write("method\n")
+    finally:
+        os.umask(previous)
+    for path in (text, rewritten, tmp_path / "plain.csv"):
+        assert stat.S_IMODE(path.stat().st_mode) == mode, path.name

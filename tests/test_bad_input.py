@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from tests.conftest import demos_folder, demos_with_neutral, write_wav
-from tests.test_cli import ROOT, run_cli
+from tests.helpers import ROOT, demos_folder, demos_with_neutral, run_cli, write_wav
 
 
 def _corrupt(root: Path) -> str:

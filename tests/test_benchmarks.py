@@ -2,7 +2,7 @@ import json
 import subprocess
 import sys
 
-from tests.test_cli import ROOT
+from tests.helpers import ROOT
 
 
 def test_quick_benchmarks_run_and_write_json(tmp_path):

@@ -1,19 +1,8 @@
 """The command line, run as a user runs it: a real subprocess."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    return subprocess.run([sys.executable, str(ROOT / "run_grid.py"), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+from tests.helpers import run_cli
 
 
 @pytest.mark.parametrize("args, message", [

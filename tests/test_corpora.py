@@ -4,7 +4,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import demos_folder, demos_with_neutral, write_wav
+from tests.helpers import demos_folder, demos_with_neutral, write_wav
 from trainables.corpora import (CORPORA, NEUTRAL, CremaDCorpus, EmoDBCorpus, Excluded,
                                 RavdessCorpus, Utterance)
 from trainables.data import scan_corpus

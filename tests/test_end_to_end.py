@@ -10,9 +10,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from orchestrator.grid import FIRST_WAVE, SECOND_WAVE
-from tests.test_cli import run_cli
-
-TINY = Path(__file__).with_name("tiny.yaml")
+from tests.helpers import ROOT, TINY, cli_env, run_cli
 COLUMNS = ["method", "defences", "lambda", "cnn4_dev", "cnn4_test", "vgg16_dev", "vgg16_test",
            "resnet50_dev", "resnet50_test"]
 
@@ -109,10 +107,13 @@ def test_report_only_rebuilds_the_same_table(run, tmp_path):
     assert (results / "table1.csv").read_text() == before
 
 
-def test_sharing_the_first_stage_gives_the_same_table_as_training_it_again(run, tmp_path):
+def test_sharing_the_first_stage_gives_the_same_table_as_training_it_again(run, tmp_path,
+                                                                          ray_head):
     results, _ = run
+    # On the session's Ray head: the local start is the `run` fixture's to test, not this one's.
     unshared = run_cli("--config", str(TINY), "--results", str(tmp_path / "r"),
-                       "--set", "grid.share_first_stage=false", cwd=tmp_path, timeout=900)
+                       "--set", "grid.share_first_stage=false", "--address", ray_head,
+                       cwd=tmp_path, timeout=900)
     assert unshared.returncode == 0, unshared.stderr[-3000:]
     assert not (tmp_path / "r" / "runs" / SECOND_WAVE).exists()
     assert (tmp_path / "r" / "table1.csv").read_text() == (results / "table1.csv").read_text()
@@ -156,12 +157,9 @@ def test_a_killed_driver_resumes_without_redoing_finished_trials(run, tmp_path, 
     import sys
     import time
 
-    from tests.test_cli import ROOT
-
     results = tmp_path / "results"
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     driver = subprocess.Popen([sys.executable, str(ROOT / "run_grid.py"), "--config", str(TINY),
-                               "--results", str(results)], cwd=tmp_path, env=env,
+                               "--results", str(results)], cwd=tmp_path, env=cli_env(),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
     try:

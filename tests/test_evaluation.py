@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from tests.test_regularisers import TinyAttacker, data, defence
+from tests.helpers import TinyAttacker, data, defence
 from trainables.evaluation import evaluate, predict
 from trainables.metrics import uar
 

@@ -15,8 +15,7 @@ import pandas as pd
 
 from orchestrator.grid import SECOND_WAVE
 from orchestrator.lock import RunLock
-from tests.test_cli import ROOT, run_cli
-from tests.test_end_to_end import TINY
+from tests.helpers import ROOT, TINY, cli_env, run_cli
 
 ONE_TRIAL = ["--set", "grid.strategies=[lifelong]", "--set", "grid.lambdas=[100.0]",
              "--set", "attack.first_stage_iterations=300", "--set", "attack.checkpoint_every=20"]
@@ -37,15 +36,18 @@ def _checkpoint_pid(result_file: Path, min_step: int) -> int | None:
     return None
 
 
-def test_a_killed_trial_worker_is_retried_from_its_checkpoint_with_the_same_result(tmp_path):
+def test_a_killed_trial_worker_is_retried_from_its_checkpoint_with_the_same_result(tmp_path,
+                                                                                 ray_head):
+    """Both runs join the session's Ray head (the trial worker is the head's child, as on a
+    cluster), which spares two local Ray starts."""
     clean = run_cli("--config", str(TINY), "--results", str(tmp_path / "a"), *ONE_TRIAL,
-                    cwd=tmp_path, timeout=600)
+                    "--address", ray_head, cwd=tmp_path, timeout=600)
     assert clean.returncode == 0, clean.stderr[-3000:]
 
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     driver = subprocess.Popen([sys.executable, str(ROOT / "run_grid.py"), "--config", str(TINY),
-                               "--results", str(tmp_path / "b"), *ONE_TRIAL], cwd=tmp_path,
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               "--results", str(tmp_path / "b"), *ONE_TRIAL,
+                               "--address", ray_head], cwd=tmp_path,
+                              env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True)
     result_file = tmp_path / "b" / "runs" / "attacks" / "lifelong-clockwise-lam1e2-seed0" / \
         "result.json"

@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import demos_folder, write_wav
+from tests.helpers import demos_folder, write_wav
 from trainables.data import scan_corpus
 from trainables.errors import DataError
 from trainables.feature_cache import build_feature_cache, load_features

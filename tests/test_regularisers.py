@@ -6,34 +6,13 @@ from torch import nn
 from torch.optim.optimizer import (register_optimizer_step_post_hook,
                                    register_optimizer_step_pre_hook)
 
+from tests.helpers import TinyAttacker, data, defence
 from trainables.losses import attack_loss
 from trainables.regularisers import StageEnd, build_regulariser
 from trainables.regularisers.base import parameters_of
 from trainables.regularisers.importance import minibatch_fisher, per_sample_fisher
 from trainables.stage_loop import LoopCallbacks, LoopSettings, StageLoop
 from trainables.stages import make_plan
-
-
-class TinyAttacker(nn.Module):
-    """Perturbation in (0, 1) from a linear map: small enough to check by hand."""
-
-    def __init__(self, size: int = 16) -> None:
-        super().__init__()
-        self.linear = nn.Linear(size, size)
-        self.norm = nn.BatchNorm1d(size)
-
-    def forward(self, x):
-        return torch.sigmoid(self.norm(self.linear(x.flatten(1)))).view_as(x)
-
-
-def defence(seed: int, classes: int = 3) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Flatten(), nn.Linear(16, classes), nn.LogSoftmax(dim=1)).eval()
-
-
-def data(n: int = 64, seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(n, 1, 4, 4, generator=g), torch.randint(0, 3, (n,), generator=g)
 
 
 def loss_for(*defences, alpha=0.5):

@@ -3,7 +3,7 @@ import io
 import pytest
 import torch
 
-from tests.test_regularisers import TinyAttacker, data, defence
+from tests.helpers import TinyAttacker, data, defence
 from trainables.regularisers import build_regulariser
 from trainables.stage_loop import LoopCallbacks, LoopSettings, StageLoop
 from trainables.stages import make_plan

@@ -3,7 +3,7 @@ import hashlib
 import numpy as np
 import soundfile
 
-from tests.conftest import TINY_SPEC
+from tests.helpers import TINY_SPEC
 from trainables.data import scan_corpus
 from trainables.synthetic import SyntheticSpec, generate
 

@@ -5,11 +5,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from trainables.errors import DataError
+
+if TYPE_CHECKING:
+    # Only in annotations: the config (which holds a SplitSpec) loads without pandas, so
+    # `run_grid.py` answers a mistyped key in a fraction of a second.
+    import pandas as pd
 
 SPLITS = ("train", "dev", "test")
 

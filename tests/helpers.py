@@ -1,0 +1,104 @@
+"""Helpers shared by several test modules: the project root, running the real CLI, small audio
+files and folders, and tiny hand-checkable models. Fixtures live in ``conftest.py``; plain
+functions and classes live here, so that no test module imports another test module.
+
+Importable as ``tests.helpers`` because ``pyproject.toml`` puts the project root on pytest's
+``pythonpath``: plain ``pytest`` (the README's command) then collects like ``python -m pytest``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import torch
+from torch import nn
+
+from trainables.synthetic import SyntheticSpec
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = Path(__file__).with_name("tiny.yaml")  # every strategy, real Ray, seconds per trial
+RAY = str(Path(sys.executable).with_name("ray"))  # the CLI that `pip install` put beside python
+TINY_SPEC = SyntheticSpec(speakers=6, utterances_per_emotion=2, min_seconds=0.6, max_seconds=1.2)
+
+
+def cli_env() -> dict[str, str]:
+    """The environment a CLI subprocess runs with: this one, plus Ray's auth mode off for the
+    single-user local instances the tests start."""
+    return {**os.environ, "RAY_AUTH_MODE": "disabled"}
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python run_grid.py ARGS`` in ``cwd``, as a user runs it; output captured as text."""
+    return subprocess.run([sys.executable, str(ROOT / "run_grid.py"), *args], cwd=cwd,
+                          env=cli_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_wav(path: Path, seconds: float = 0.5, sr: int = 16_000, channels: int = 1,
+              seed: int = 0) -> Path:
+    """A short noise-and-tone WAV file."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    wave = 0.3 * np.sin(2 * np.pi * 220 * t) + 0.05 * rng.standard_normal(t.size)
+    if channels > 1:
+        wave = np.stack([wave] * channels, axis=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(str(path), wave.astype(np.float32), sr)
+    return path
+
+
+def demos_folder(root: Path, speakers: int = 6, per_class: int = 1) -> Path:
+    """A DEMoS-named folder of tiny WAVs: alternating genders, every class per speaker."""
+    codes = ["rab", "dis", "pau", "col", "gio", "tri", "sor"]
+    for s in range(speakers):
+        gender = "f" if s % 2 == 0 else "m"
+        for c, code in enumerate(codes):
+            for i in range(per_class):
+                write_wav(root / f"PR_{gender}_{s + 1:02d}_{code}{i:02d}a.wav",
+                          seed=s * 100 + c * 10 + i)
+    return root
+
+
+class TinyAttacker(nn.Module):
+    """Perturbation in (0, 1) from a linear map: small enough to check by hand."""
+
+    def __init__(self, size: int = 16) -> None:
+        super().__init__()
+        self.linear = nn.Linear(size, size)
+        self.norm = nn.BatchNorm1d(size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, 4, 4) -> perturbation of the same shape."""
+        return torch.sigmoid(self.norm(self.linear(x.flatten(1)))).view_as(x)
+
+
+def demos_with_neutral(root: Path) -> list[Path]:
+    """A DEMoS-named tree and its neutral recordings as DEMoS ships them (a NEU folder, no
+    ``PR_``/``NP_`` prefix) and as a prefixed copy might name them; returns the neutral files."""
+    demos_folder(root)
+    return [write_wav(root / "NEU" / "f_01_neu01a.wav"),
+            write_wav(root / "NEU" / "m_02_neu02b.wav"), write_wav(root / "PR_f_03_neu03a.wav")]
+
+
+def defence(seed: int, classes: int = 3) -> nn.Module:
+    """A frozen linear classifier of (B, 1, 4, 4) inputs returning log-probabilities (B, classes)."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(16, classes), nn.LogSoftmax(dim=1)).eval()
+
+
+def data(n: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` random inputs (n, 1, 4, 4) and labels (n,) in 0..2."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 1, 4, 4, generator=g), torch.randint(0, 3, (n,), generator=g)
