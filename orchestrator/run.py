@@ -150,17 +150,14 @@ def run(config: ExperimentConfig, results: Path, resume: bool = False,
               f"({prepared.feature_cache})", flush=True)
         data = _trial_data(prepared)
 
-        import ray
+        from orchestrator.ray_session import ray_session
 
-        from orchestrator.ray_session import start_ray
-
-        start_ray(address)
-        try:
+        with ray_session(address):
+            print(f"results: {results}; watch the trials with: tensorboard --logdir {storage}",
+                  flush=True)
             weights, clean = _defence_weights(config, prepared, data, storage, resume)
             write_defences(results, clean)
             status = _attack_grid(config, data, weights, storage, resume)
-        finally:
-            ray.shutdown()
         write_status(results, status)
         table = write_report(config, results, storage)
     print(table.to_string(index=False))

@@ -1,6 +1,5 @@
 """The command line, run as a user runs it: a real subprocess."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +10,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    return subprocess.run([sys.executable, str(ROOT / "run_grid.py"), *args], cwd=cwd, env=env,
+    """``run_grid.py`` as a user runs it: Ray's settings (token authentication included) as the
+    run chooses them."""
+    return subprocess.run([sys.executable, str(ROOT / "run_grid.py"), *args], cwd=cwd,
                           capture_output=True, text=True, timeout=timeout)
 
 

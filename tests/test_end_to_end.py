@@ -95,6 +95,19 @@ def test_the_console_says_what_each_trial_did_in_a_line(run):
     assert "Checkpoint successfully created" not in result.stdout + result.stderr
 
 
+def test_the_console_holds_only_lines_a_researcher_can_act_on(run):
+    """No Ray token warning, no Tune configuration box nor its TensorBoard advice (a Ray
+    session folder); the one TensorBoard command names <results>/runs."""
+    results, result = run
+    console = result.stdout + result.stderr
+    for noise in ("authentication", "auth_token", "Configuration for experiment",
+                  "View detailed results", "driver_artifacts"):
+        assert noise not in console, noise
+    commands = {line.split("tensorboard --logdir ")[1].split()[0].strip("`")
+                for line in console.splitlines() if "tensorboard --logdir" in line}
+    assert commands == {str(results / "runs")}
+
+
 def test_report_only_rebuilds_the_same_table(run, tmp_path):
     results, _ = run
     before = (results / "table1.csv").read_text()
