@@ -132,7 +132,11 @@ def run(config: ExperimentConfig, results: Path, resume: bool = False,
     results = results.expanduser().resolve()
     if report_only:
         config = _saved_config(results)
-        table = write_report(config, results, storage_of(config, results))
+        # A live run owns its folder's files and records trials as they finish: report it once
+        # it has ended (or was interrupted), never from half its records.
+        with RunLock(results, busy="--report-only reports a run once it has finished or been "
+                                   "interrupted; wait for it, or stop it (Ctrl-C) first"):
+            table = write_report(config, results, storage_of(config, results))
         print(table.to_string(index=False))
         return 0
     with RunLock(results):

@@ -1,6 +1,7 @@
 """Stopping a run as users and schedulers do, through the real CLI: Ctrl-C (SIGINT to the
 terminal's process group) and SIGTERM (what ``timeout`` and Slurm send, to the driver) end in
-one line saying how to resume, and ``--resume`` finishes the run."""
+one line saying how to resume, and ``--resume`` finishes the run. ``--report-only`` refuses a
+folder whose run is still live."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
+from orchestrator.config import config_to_dict, load_config
+from orchestrator.lock import RunLock
 from tests.test_cli import ROOT, run_cli
 from tests.test_end_to_end import TINY
 
@@ -52,3 +56,13 @@ def test_ctrl_c_and_sigterm_end_in_one_line_and_resume_finishes_the_run(tmp_path
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert (pd.read_csv(results / "table1.csv")["status"] == "ok").all()
 
+
+def test_report_only_refuses_a_run_that_is_still_running(tmp_path):
+    results = tmp_path / "r"
+    results.mkdir()
+    (results / "config.yaml").write_text(yaml.safe_dump(config_to_dict(load_config(TINY))))
+    with RunLock(results):  # a live run's driver holds it
+        report = run_cli("--results", str(results), "--report-only", cwd=tmp_path)
+    assert report.returncode == 2, report.stdout + report.stderr
+    assert report.stderr.count("\n") == 1 and "--report-only reports a run once" in report.stderr
+    assert sorted(p.name for p in results.iterdir()) == [".run.lock", "config.yaml"]
