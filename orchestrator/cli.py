@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
 from orchestrator.config import ExperimentConfig, load_config
+from orchestrator.interrupt import Interrupted, stop_signals
 from orchestrator.paths import DEFAULT_CONFIG, resolve_config
 from trainables.corpora import CORPUS_KINDS
 from trainables.errors import ProjectError
@@ -48,15 +50,28 @@ def resolve(args: argparse.Namespace) -> ExperimentConfig:
     return load_config(resolve_config(args.config), overrides + args.overrides)
 
 
+def _resume_hint(args: argparse.Namespace) -> str:
+    """The command that finishes the interrupted run, or what to do when none was saved yet."""
+    from orchestrator.run import CONFIG_FILE
+
+    if args.report_only:
+        return "nothing was changed; run the same command again"
+    if not (Path(args.results) / CONFIG_FILE).exists():
+        return "no run was saved yet; run the same command again to start it"
+    command = f"python run_grid.py --results {args.results} --resume"
+    return f"finish it with: {command}" + (f" --address {args.address}" if args.address else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        config = resolve(args)
-        # Imported once the config is known good: it pulls in torch and Ray (seconds), which
-        # a mistyped key should not wait for.
-        from orchestrator.run import run
-        return run(config, results=Path(args.results), resume=args.resume,
-                   address=args.address, report_only=args.report_only)
+        with stop_signals():
+            config = resolve(args)
+            # Imported once the config is known good: it pulls in torch and Ray (seconds), which
+            # a mistyped key should not wait for.
+            from orchestrator.run import run
+            return run(config, results=Path(args.results), resume=args.resume,
+                       address=args.address, report_only=args.report_only)
     except ProjectError as error:
         if args.debug:
             raise
@@ -69,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {where}{error.strerror or error}; check that the folder is writable "
               "and the disk has space", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted: finish the run with --resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:  # Ctrl-C, SIGTERM (``Interrupted``)
+        if args.debug:
+            raise
+        code = stop.exit_code if isinstance(stop, Interrupted) else 130
+        name = signal.Signals(code - 128).name
+        print(f"interrupted ({name}): {_resume_hint(args)}", file=sys.stderr, flush=True)
+        return code

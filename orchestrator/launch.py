@@ -11,13 +11,22 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from orchestrator.config import ExperimentConfig, Resources
+from orchestrator.interrupt import tune_stage
 from orchestrator.progress import Progress
 
 # Console chatter that the progress lines replace: a warning each time trials checkpoint close
 # together (ours do, by design, at every stage end) and a note per trial about hyperparameters
 # TensorBoard cannot show (tuples).
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+# Tune's newer console engine prints a configuration box and "To visualize your results with
+# TensorBoard, run: tensorboard --logdir <a Ray session folder>" for every experiment whatever
+# RunConfig(verbose=...) says: the wrong folder (the run's event files are under
+# <results>/runs, which the run prints). Its older engine honours verbose=0 and prints nothing.
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 logging.getLogger("ray.tune.logger.tensorboardx").setLevel(logging.WARNING)
+# On --resume, Tune warns "Failed to fetch metrics ... FileNotFoundError" for every trial of the
+# restored experiment that had not started: expected, and they start now.
+logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
 
 
 def _scheduler(config: ExperimentConfig, stage: str):
@@ -59,4 +68,5 @@ def run_stage(stage: str, function: Callable, parameters: dict, trials: list[dic
                 failure_config=tune.FailureConfig(max_failures=config.tune.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                 sync_config=tune.SyncConfig(sync_artifacts=True)))
-    return tuner.fit()
+    with tune_stage():
+        return tuner.fit()

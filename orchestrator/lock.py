@@ -15,8 +15,13 @@ from trainables.errors import ProjectError
 
 
 class RunLock:
-    def __init__(self, results: Path) -> None:
+    """Held by a run (and by ``--report-only`` while it writes the report) on its results
+    folder; ``busy`` is the advice given when a live process already holds it."""
+
+    def __init__(self, results: Path,
+                 busy: str = "wait for it, or choose another --results folder") -> None:
         self.path = results / ".run.lock"
+        self.busy = busy
         self.handle = None
 
     def __enter__(self) -> "RunLock":
@@ -28,8 +33,8 @@ class RunLock:
             self.handle.seek(0)
             holder = self.handle.read().strip() or "another process"
             self.handle.close()
-            raise ProjectError(f"another run is using {self.path.parent} ({holder}); wait for "
-                               "it, or choose another --results folder") from None
+            raise ProjectError(f"another run is using {self.path.parent} ({holder}); "
+                               f"{self.busy}") from None
         self.handle.seek(0)
         self.handle.truncate()
         self.handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")

@@ -132,7 +132,11 @@ def run(config: ExperimentConfig, results: Path, resume: bool = False,
     results = results.expanduser().resolve()
     if report_only:
         config = _saved_config(results)
-        table = write_report(config, results, storage_of(config, results))
+        # A live run owns its folder's files and records trials as they finish: report it once
+        # it has ended (or was interrupted), never from half its records.
+        with RunLock(results, busy="--report-only reports a run once it has finished or been "
+                                   "interrupted; wait for it, or stop it (Ctrl-C) first"):
+            table = write_report(config, results, storage_of(config, results))
         print(table.to_string(index=False))
         return 0
     with RunLock(results):
@@ -153,17 +157,14 @@ def run(config: ExperimentConfig, results: Path, resume: bool = False,
                   flush=True)
         data = _trial_data(prepared)
 
-        import ray
+        from orchestrator.ray_session import ray_session
 
-        from orchestrator.ray_session import start_ray
-
-        start_ray(address)
-        try:
+        with ray_session(address):
+            print(f"results: {results}; watch the trials with: tensorboard --logdir {storage}",
+                  flush=True)
             weights, clean = _defence_weights(config, prepared, data, storage, resume)
             write_defences(results, clean)
             status = _attack_grid(config, data, weights, storage, resume)
-        finally:
-            ray.shutdown()
         write_status(results, status)
         table = write_report(config, results, storage)
     print(table.to_string(index=False))

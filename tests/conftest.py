@@ -4,12 +4,14 @@ Plain helpers live in helpers.py."""
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from typing import NamedTuple
 from pathlib import Path
 
 import pytest
@@ -37,10 +39,18 @@ def tiny_corpus(tmp_path_factory) -> Path:
     return ensure_corpus(tmp_path_factory.mktemp("corpus"), TINY_SPEC)
 
 
+class RayHead(NamedTuple):
+    """A running head: its ``HOST:PORT`` and the environment that holds its token."""
+
+    address: str
+    env: dict[str, str]
+
+
 @pytest.fixture(scope="session")
-def ray_head(tmp_path_factory, _private_cache) -> Iterator[str]:
+def ray_head(tmp_path_factory, _private_cache) -> Iterator[RayHead]:
     """One Ray head on 127.0.0.1 for the whole session (``ray start --head --block``, as a user
-    starts a cluster); yields its ``HOST:PORT`` for ``run_grid.py --address``.
+    starts a cluster, with token authentication on and a token of its own); yields its address
+    and the environment a run that joins it needs (``run_grid.py --address``).
 
     Its workers inherit this environment (the private cache included), not the driver's. Its
     own temporary folder keeps its address out of ``/tmp/ray/ray_current_cluster``, which every
@@ -49,20 +59,24 @@ def ray_head(tmp_path_factory, _private_cache) -> Iterator[str]:
     Ray instance on a shared machine."""
     port = free_port()
     # Short and outside pytest's folders: Ray's Unix socket paths must stay under 108 bytes.
-    temp = Path(tempfile.mkdtemp(prefix="ray-head-"))
+    temp = Path(tempfile.mkdtemp(prefix="ray-head-"))  # 0700
+    token = temp / "auth_token"
+    with os.fdopen(os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+        file.write(secrets.token_hex(32))
+    env = {**cli_env(), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
     log = tmp_path_factory.mktemp("ray-head") / "ray_start.log"
     with open(log, "w") as out:
         head = subprocess.Popen(
             [RAY, "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
              "--node-ip-address=127.0.0.1", "--include-dashboard=false",
              "--disable-usage-stats", f"--temp-dir={temp}"],
-            env=cli_env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.time() + 180
         while "Ray runtime started" not in log.read_text():
             assert head.poll() is None and time.time() < deadline, log.read_text()[-3000:]
             time.sleep(0.2)
-        yield f"127.0.0.1:{port}"
+        yield RayHead(f"127.0.0.1:{port}", env)
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         try:

@@ -28,15 +28,17 @@ TINY_SPEC = SyntheticSpec(speakers=6, utterances_per_emotion=2, min_seconds=0.6,
 
 
 def cli_env() -> dict[str, str]:
-    """The environment a CLI subprocess runs with: this one, plus Ray's auth mode off for the
-    single-user local instances the tests start."""
-    return {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    """The environment a CLI subprocess runs with: this one, Ray's settings (token
+    authentication included) left for the run to choose, as for a user."""
+    return dict(os.environ)
 
 
-def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    """``python run_grid.py ARGS`` in ``cwd``, as a user runs it; output captured as text."""
+def run_cli(*args: str, cwd: Path, timeout: float = 300, env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess:
+    """``python run_grid.py ARGS`` in ``cwd``, as a user runs it; output captured as text.
+    ``env``: another environment (a cluster's token, for a run that joins it)."""
     return subprocess.run([sys.executable, str(ROOT / "run_grid.py"), *args], cwd=cwd,
-                          env=cli_env(), capture_output=True, text=True, timeout=timeout)
+                          env=env or cli_env(), capture_output=True, text=True, timeout=timeout)
 
 
 def free_port() -> int:

@@ -98,6 +98,19 @@ def test_the_console_says_what_each_trial_did_in_a_line(run):
     assert "Checkpoint successfully created" not in result.stdout + result.stderr
 
 
+def test_the_console_holds_only_lines_a_researcher_can_act_on(run):
+    """No Ray token warning, no Tune configuration box nor its TensorBoard advice (a Ray
+    session folder); the one TensorBoard command names <results>/runs."""
+    results, result = run
+    console = result.stdout + result.stderr
+    for noise in ("authentication", "auth_token", "Configuration for experiment",
+                  "View detailed results", "driver_artifacts"):
+        assert noise not in console, noise
+    commands = {line.split("tensorboard --logdir ")[1].split()[0].strip("`")
+                for line in console.splitlines() if "tensorboard --logdir" in line}
+    assert commands == {str(results / "runs")}
+
+
 def test_report_only_rebuilds_the_same_table(run, tmp_path):
     results, _ = run
     before = (results / "table1.csv").read_text()
@@ -112,8 +125,8 @@ def test_sharing_the_first_stage_gives_the_same_table_as_training_it_again(run, 
     results, _ = run
     # On the session's Ray head: the local start is the `run` fixture's to test, not this one's.
     unshared = run_cli("--config", str(TINY), "--results", str(tmp_path / "r"),
-                       "--set", "grid.share_first_stage=false", "--address", ray_head,
-                       cwd=tmp_path, timeout=900)
+                       "--set", "grid.share_first_stage=false", "--address", ray_head.address,
+                       cwd=tmp_path, timeout=900, env=ray_head.env)
     assert unshared.returncode == 0, unshared.stderr[-3000:]
     assert not (tmp_path / "r" / "runs" / SECOND_WAVE).exists()
     assert (tmp_path / "r" / "table1.csv").read_text() == (results / "table1.csv").read_text()

@@ -41,13 +41,13 @@ def test_a_killed_trial_worker_is_retried_from_its_checkpoint_with_the_same_resu
     """Both runs join the session's Ray head (the trial worker is the head's child, as on a
     cluster), which spares two local Ray starts."""
     clean = run_cli("--config", str(TINY), "--results", str(tmp_path / "a"), *ONE_TRIAL,
-                    "--address", ray_head, cwd=tmp_path, timeout=600)
+                    "--address", ray_head.address, cwd=tmp_path, timeout=600, env=ray_head.env)
     assert clean.returncode == 0, clean.stderr[-3000:]
 
     driver = subprocess.Popen([sys.executable, str(ROOT / "run_grid.py"), "--config", str(TINY),
                                "--results", str(tmp_path / "b"), *ONE_TRIAL,
-                               "--address", ray_head], cwd=tmp_path,
-                              env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               "--address", ray_head.address], cwd=tmp_path,
+                              env=ray_head.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True)
     result_file = tmp_path / "b" / "runs" / "attacks" / "lifelong-clockwise-lam1e2-seed0" / \
         "result.json"

@@ -1,0 +1,68 @@
+"""Stopping a run as users and schedulers do, through the real CLI: Ctrl-C (SIGINT to the
+terminal's process group) and SIGTERM (what ``timeout`` and Slurm send, to the driver) end in
+one line saying how to resume, and ``--resume`` finishes the run. ``--report-only`` refuses a
+folder whose run is still live."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from orchestrator.config import config_to_dict, load_config
+from orchestrator.lock import RunLock
+from tests.helpers import ROOT, run_cli
+from tests.test_end_to_end import TINY
+
+
+def _stop_once_the_grid_runs(results: Path, how: str, *args: str) -> tuple[int, list[str]]:
+    """Run ``run_grid.py`` into ``results`` and, at its first progress line of the attack grid,
+    send SIGINT to its process group (Ctrl-C) or SIGTERM to the driver alone (``how``); returns
+    the exit code and every console line."""
+    driver = subprocess.Popen([sys.executable, str(ROOT / "run_grid.py"), "--results",
+                               str(results), *args], cwd=results.parent, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    lines = []
+    for line in driver.stdout:
+        lines.append(line.rstrip("\n"))
+        if line.startswith("[attacks") and ": stage " in line:
+            if how == "ctrl-c":
+                os.killpg(driver.pid, signal.SIGINT)
+            else:
+                os.kill(driver.pid, signal.SIGTERM)
+            break
+    lines += driver.communicate(timeout=300)[0].splitlines()
+    return driver.returncode, lines
+
+
+def test_ctrl_c_and_sigterm_end_in_one_line_and_resume_finishes_the_run(tmp_path):
+    results = tmp_path / "r"
+    hint = f"finish it with: python run_grid.py --results {results} --resume"
+    code, lines = _stop_once_the_grid_runs(results, "ctrl-c", "--config", str(TINY))
+    assert code == 130, "\n".join(lines[-30:])
+    assert lines[-1] == f"interrupted (SIGINT): {hint}" and "Traceback" not in "\n".join(lines)
+
+    code, lines = _stop_once_the_grid_runs(results, "sigterm", "--resume")
+    assert code == 143, "\n".join(lines[-30:])
+    assert lines[-1] == f"interrupted (SIGTERM): {hint}" and "Traceback" not in "\n".join(lines)
+
+    resumed = run_cli("--results", str(results), "--resume", cwd=tmp_path, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert (pd.read_csv(results / "table1.csv")["status"] == "ok").all()
+
+
+def test_report_only_refuses_a_run_that_is_still_running(tmp_path):
+    results = tmp_path / "r"
+    results.mkdir()
+    (results / "config.yaml").write_text(yaml.safe_dump(config_to_dict(load_config(TINY))))
+    with RunLock(results):  # a live run's driver holds it
+        report = run_cli("--results", str(results), "--report-only", cwd=tmp_path)
+    assert report.returncode == 2, report.stdout + report.stderr
+    assert report.stderr.count("\n") == 1 and "--report-only reports a run once" in report.stderr
+    assert sorted(p.name for p in results.iterdir()) == [".run.lock", "config.yaml"]
