@@ -21,12 +21,12 @@ def _source_digest(model: str) -> str:
     return hashlib.sha256(b"".join(Path(f).read_bytes() for f in files)).hexdigest()[:16]
 
 
-def defence_key(config: ExperimentConfig, name: str, feature_cache: str) -> str:
-    """Hash of the defence's architecture and code, its training settings, the seed, the
-    performance settings that change numerics, and the feature cache (which names the data and
-    split)."""
+def defence_key(config: ExperimentConfig, name: str, feature_cache: str, seed: int) -> str:
+    """Hash of the defence's architecture and code, its training settings, its training
+    ``seed``, the performance settings that change numerics, and the feature cache (which names
+    the data and split)."""
     spec = config.defences[name]
-    payload = {"model": spec.model, "width": spec.width, "seed": config.seed,
+    payload = {"model": spec.model, "width": spec.width, "seed": seed,
                "code": _source_digest(spec.model),
                "training": vars(config.defence_training), "amp": config.performance.amp,
                "features": Path(feature_cache).name}

@@ -73,13 +73,21 @@ def _lambda_tag(lam: float) -> str:
     return f"lam{lam:.0e}".replace("+0", "").replace("+", "")
 
 
+def defence_seed(config: ExperimentConfig, seed: int) -> int:
+    """The training seed of the defences that the attack trials of grid seed ``seed`` attack:
+    each grid seed draws its own defences (the split stays), so that seeds measure the spread
+    over defences as well as attackers. The first grid seed 0 keeps ``config.seed``."""
+    return config.seed + seed
+
+
 def defence_trials(config: ExperimentConfig) -> list[DefenceTrial]:
-    """One trial per defence that any attack trial needs."""
+    """One trial per defence that any attack trial needs, and per grid seed."""
     needed = set(config.defences) if "single-task" in config.grid.strategies else set()
     for sequence in config.grid.sequences.values():
         needed.update(sequence)
-    return [DefenceTrial(id=f"defence-{name}", defence=name, seed=config.seed)
-            for name in config.defences if name in needed]
+    return [DefenceTrial(id=f"defence-{name}-seed{seed}", defence=name,
+                         seed=defence_seed(config, seed))
+            for seed in config.grid.seeds for name in config.defences if name in needed]
 
 
 def attack_trials(config: ExperimentConfig) -> list[AttackTrial]:

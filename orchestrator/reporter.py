@@ -84,6 +84,21 @@ def _perturbation_values(frame: pd.DataFrame) -> dict:
     return values
 
 
+def _clean_values(config: ExperimentConfig, defences: dict) -> dict:
+    """The clean row: each defence's clean UAR in percent, mean over the grid seeds' defences
+    (and their spread, with several)."""
+    values: dict = {}
+    for d in config.defences:
+        entry = defences.get(d, {})
+        # defences.json of a run recorded before defences were drawn per seed: one draw
+        seeds = entry.get("per_seed") or ({"": entry} if entry else {})
+        for s in ("dev", "test"):
+            series = pd.Series([m[f"{s}_uar"] for m in seeds.values()], dtype=float) * 100
+            values[f"{d}_{s}"] = round(series.mean(), 2) if len(series) else np.nan
+            values[f"{d}_{s}_std"] = round(series.std(ddof=1), 2) if len(series) > 1 else np.nan
+    return values
+
+
 def _dev_score(frame: pd.DataFrame, trained: list[str]) -> float:
     """Mean adversarial dev UAR over the defences trained on (lambda selection)."""
     return float(np.mean([frame[f"{d}/dev/adv_uar"].mean() for d in trained]))
@@ -117,10 +132,9 @@ def tables(config: ExperimentConfig, trials: pd.DataFrame, defences: dict
     has, for the same attack rows, the perturbation's SNR (dB), MSE, mean and shared-energy
     share on dev and test, so that a stronger attack can be told from a louder one."""
     rows = [{"method": "clean", "defences": _labels(config, config.defences), "lambda": np.nan,
-             **{f"{d}_{s}": round(100 * defences[d][f"{s}_uar"], 2) if d in defences else np.nan
-                for d in config.defences for s in ("dev", "test")},
-             "seeds": np.nan, "status": "ok" if len(defences) == len(config.defences)
-             else "failed"}]
+             **_clean_values(config, defences),
+             "seeds": len(next(iter(defences.values()), {}).get("per_seed", {})) or np.nan,
+             "status": "ok" if len(defences) == len(config.defences) else "failed"}]
     sizes = []
     done = trials[trials["stage"] >= 0] if "trained" in trials else trials.iloc[0:0]
     specs = attack_trials(config)

@@ -48,16 +48,18 @@ def _trial_data(prepared: PreparedData) -> dict:
 def _defence_weights(config: ExperimentConfig, prepared: PreparedData, data: dict,
                      storage: Path, resume: bool) -> tuple[dict, dict]:
     """Train the defences that are not cached yet (one Tune experiment) and cache them.
-    Returns every defence's weights (name -> state_dict) and its clean dev/test UAR."""
+    Returns every defence's weights by grid seed (seed -> name -> state_dict) and its clean
+    dev/test UAR (name -> mean over seeds, with each seed's under ``per_seed``)."""
     from orchestrator.defence_cache import DefenceCache, defence_key
     from orchestrator.launch import run_stage
     from trainables.tune_defence import train_defence_trial
     from trainables.tune_io import load_checkpoint
 
     cache = DefenceCache(cache_dir(config.data.cache_dir) / "defences")
-    trials = defence_trials(config)
-    keys = {t.defence: defence_key(config, t.defence, prepared.feature_cache) for t in trials}
-    missing = [t for t in trials if not cache.has(keys[t.defence])]
+    trials = {t.id: t for t in defence_trials(config)}
+    keys = {i: defence_key(config, t.defence, prepared.feature_cache, t.seed)
+            for i, t in trials.items()}
+    missing = [t for i, t in trials.items() if not cache.has(keys[i])]
     if missing:
         grid = run_stage("defences", train_defence_trial, {"data": data},
                          [vars(t) for t in missing], config, config_to_dict(config), storage,
@@ -71,12 +73,21 @@ def _defence_weights(config: ExperimentConfig, prepared: PreparedData, data: dic
             state = load_checkpoint(result.checkpoint)
             metrics = {k: result.metrics[f"{trial['defence']}/{s}/clean_uar"]
                        for k, s in (("dev_uar", "dev"), ("test_uar", "test"))}
-            cache.store(keys[trial["defence"]], state["defence"], metrics)
-    weights, clean = {}, {}
-    for name, key in keys.items():
-        stored = cache.load(key)
-        weights[name] = stored["state_dict"]
-        clean[name] = {**stored["metrics"], "cache": str(cache.path(key))}
+            cache.store(keys[trial["id"]], state["defence"], metrics)
+    weights: dict[int, dict] = {}
+    per_seed: dict[str, dict] = {}
+    for seed in config.grid.seeds:
+        for name in config.defences:
+            trial_id = f"defence-{name}-seed{seed}"
+            if trial_id not in keys:
+                continue
+            stored = cache.load(keys[trial_id])
+            weights.setdefault(seed, {})[name] = stored["state_dict"]
+            per_seed.setdefault(name, {})[str(seed)] = {
+                **stored["metrics"], "cache": str(cache.path(keys[trial_id]))}
+    clean = {name: {key: sum(m[key] for m in seeds.values()) / len(seeds)
+                    for key in ("dev_uar", "test_uar")} | {"per_seed": seeds}
+             for name, seeds in per_seed.items()}
     return weights, clean
 
 

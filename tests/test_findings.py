@@ -33,7 +33,8 @@ def constructed_trials(seeds, uar) -> tuple:
                             trial.strategy, trained, d, trial.seed, trial.lam, kind) / 100
                 row["perturbation/test/snr_db"] = row["perturbation/dev/snr_db"] = 12.0
             rows.append(row)
-    defences = {d: {"dev_uar": 0.8, "test_uar": 0.75} for d in DEFENCES}
+    defences = {d: {"per_seed": {str(s): {"dev_uar": 0.8 + 0.01 * s, "test_uar": 0.75}
+                                 for s in seeds}} for d in DEFENCES}
     return config, pd.DataFrame(rows), defences
 
 
@@ -97,6 +98,9 @@ def test_table1_has_a_noise_row_after_each_single_task_row_and_sizes_beside_it()
     assert list(noise.index) == ["CNN-4", "VGG-16", "ResNet-50"]
     assert np.allclose(noise["cnn4_test"], 45 + 2 * np.mean([0.0, 1.5, -1.0]), atol=0.01)  # rounded
     assert (table["seeds"].dropna() == 3).all()
+    clean = table.iloc[0]  # the defences of each seed: their mean and spread
+    assert clean["cnn4_dev"] == 81.0 and clean["cnn4_dev_std"] == 1.0
+    assert clean["cnn4_test"] == 75.0 and clean["seeds"] == 3
     assert list(sizes["method"]) == [m for m in methods if m not in ("clean", "noise")]
     assert (sizes["snr_db_test"] == 12.0).all()
 

@@ -19,7 +19,11 @@ def test_default_grid_reads_like_table_1():
     multi = {t.defences for t in per_seed if t.strategy == "multi-task"}
     assert multi == {("cnn4", "vgg16"), ("cnn4", "vgg16", "resnet50"), ("resnet50", "vgg16")}
     assert all(t.lam is None for t in trials if t.strategy != "lifelong")
-    assert [t.defence for t in defence_trials(config)] == ["cnn4", "vgg16", "resnet50"]
+    # Every grid seed attacks defences of its own draw: seeds measure the defences' spread too.
+    defences = [(t.defence, t.seed) for t in defence_trials(config)]
+    assert defences == [(d, config.seed + s) for s in config.grid.seeds
+                        for d in ("cnn4", "vgg16", "resnet50")]
+    assert len({t.id for t in defence_trials(config)}) == len(defences)
 
 
 def test_grid_follows_the_config():

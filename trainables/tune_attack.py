@@ -40,8 +40,8 @@ def _figure_data(attacker, defences, x, label, classes, amp: bool) -> dict:
 
 def train_attack_trial(config: dict, data: dict, defence_weights: dict,
                        first_stages: dict | None = None) -> None:
-    """``config["trial"]``: an ``AttackTrial`` as a dict; ``defence_weights``: each defence's
-    trained ``state_dict``; ``first_stages``: final stage-loop states of one-stage trials by id,
+    """``config["trial"]``: an ``AttackTrial`` as a dict; ``defence_weights``: by grid seed, each
+    defence's trained ``state_dict`` (a trial attacks the defences of its own seed); ``first_stages``: final stage-loop states of one-stage trials by id,
     for a trial that ``starts_from`` one of them. Reports training losses every ``log_every``
     iterations, checkpoints every ``checkpoint_every``, and the full evaluation of every defence
     after each stage."""
@@ -55,7 +55,7 @@ def train_attack_trial(config: dict, data: dict, defence_weights: dict,
     defences = {}
     for name, spec in experiment["defences"].items():
         model = build(spec["model"], num_classes=len(classes), width=spec["width"])
-        model.load_state_dict(defence_weights[name])
+        model.load_state_dict(defence_weights[trial["seed"]][name])
         defences[name] = place(model, rt).eval()
     splits = {s: split_tensors(data, s, rt) for s in ("train", "dev", "test")}
 
