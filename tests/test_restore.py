@@ -1,0 +1,166 @@
+"""A retried or resumed trial continues from its checkpoint: no work is redone.
+
+Training is deterministic, so a trial that ignored its checkpoint and started over would end
+with the same numbers; only where it restarts tells the two apart. Each test runs a real Tune
+experiment (``orchestrator.launch.run_stage``, a real local Ray instance) of one tiny trial
+whose first attempt crashes right after its first checkpoint, then asserts that the first record
+of the next attempt is past that checkpoint's step. Both Tune trainables are covered (attack and
+defence), by a retry (``tune.max_failures``) and by ``--resume`` (``Tuner.restore``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from orchestrator.config import ExperimentConfig, config_to_dict, load_config
+from orchestrator.grid import attack_trials, defence_trials
+from orchestrator.launch import run_stage
+from tests.test_end_to_end import TINY
+from trainables.models import build
+
+CLASSES = ["anger", "disgust", "fear", "guilt", "happiness", "sadness", "surprise"]
+
+
+@pytest.fixture(scope="module")
+def ray_instance() -> Iterator[None]:
+    """One local Ray instance for the module (starting one costs seconds)."""
+    import ray
+
+    from orchestrator.ray_session import start_ray
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_AUTH_MODE", "disabled")  # as the CLI tests run it
+        start_ray()
+        try:
+            yield
+        finally:
+            ray.shutdown()
+
+
+def tiny_config(max_failures: int) -> ExperimentConfig:
+    """tests/tiny.yaml with one single-task attack trial (12 steps, a checkpoint every 4) and
+    ``max_failures`` retries."""
+    return load_config(TINY, ["grid.strategies=[single-task]",
+                              f"tune.max_failures={max_failures}"])
+
+
+def random_data(config: ExperimentConfig, seed: int = 0) -> dict:
+    """Standardised-looking features of every split, every class in each. What the features
+    are does not matter here, only where a trial restarts, so no corpus is computed."""
+    rng = np.random.default_rng(seed)
+    frames = config.data.features.frames
+    data: dict = {"x": {}, "y": {}, "classes": CLASSES}
+    for split, per_class in (("train", 4), ("dev", 2), ("test", 2)):
+        y = np.repeat(np.arange(len(CLASSES)), per_class)
+        data["x"][split] = rng.standard_normal((len(y), 1, frames, 64)).astype(np.float32)
+        data["y"][split] = y.astype(np.int64)
+    return data
+
+
+def crash_once_after_first_checkpoint(trainable: Callable, module: str) -> Callable:
+    """``trainable`` whose attempt that starts without a checkpoint raises right after its first
+    checkpoint is reported (the worker dying then, as a killed or preempted worker does).
+    ``module`` is where ``trainable`` looks up ``report``. Whether a checkpoint exists is asked
+    of Tune directly, not of ``tune_io.restore``, which is what the tests check.
+
+    A nested function, so that Ray pickles it by value: the workers need not import ``tests``."""
+
+    def crashing(config: dict, **parameters) -> None:
+        import importlib
+
+        from ray import tune
+
+        target = importlib.import_module(module)
+        report = target.report
+        if tune.get_checkpoint() is None:
+            def report_then_crash(metrics: dict, state: dict | None = None) -> None:
+                report(metrics, state)
+                if state is not None:
+                    raise RuntimeError("injected crash after the first checkpoint")
+
+            target.report = report_then_crash
+        try:
+            trainable(config, **parameters)
+        finally:
+            target.report = report
+
+    return crashing
+
+
+def records(storage: Path, stage: str, trial_id: str) -> list[dict]:
+    """Every result the trial reported, in order, over all its attempts (Tune appends)."""
+    lines = (storage / stage / trial_id / "result.json").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def first_record_after_the_crash(reported: list[dict], step: str) -> tuple[dict, dict]:
+    """(the checkpointed record the first attempt crashed after, the next attempt's first)."""
+    pids = list(dict.fromkeys(r["pid"] for r in reported))
+    assert len(pids) == 2, f"expected one crash and one more attempt, got workers {pids}"
+    second = next(i for i, r in enumerate(reported) if r["pid"] == pids[1])
+    assert second > 0 and reported[second - 1][step] > 0
+    return reported[second - 1], reported[second]
+
+
+def run_trial(kind: str, config: ExperimentConfig, storage: Path, resume: bool = False):
+    """Run the one ``kind`` trial (``attack`` or ``defence``) of ``config`` under Tune, its first
+    attempt crashing after the first checkpoint; returns (Tune's result, its trial id)."""
+    data = random_data(config)
+    if kind == "attack":
+        from trainables.tune_attack import train_attack_trial
+
+        trial = attack_trials(config)[0]
+        weights = {name: build(spec.model, num_classes=len(CLASSES), width=spec.width)
+                   .state_dict() for name, spec in config.defences.items()}
+        function = crash_once_after_first_checkpoint(train_attack_trial,
+                                                     "trainables.tune_attack")
+        parameters = {"data": data, "defence_weights": weights}
+        resources = config.tune.attack_resources
+    else:
+        from trainables.tune_defence import train_defence_trial
+
+        trial = defence_trials(config)[0]
+        function = crash_once_after_first_checkpoint(train_defence_trial,
+                                                     "trainables.tune_defence")
+        parameters = {"data": data}
+        resources = config.tune.defence_resources
+    grid = run_stage(kind, function, parameters, [trial.as_dict() if kind == "attack"
+                                                  else vars(trial)],
+                     config, config_to_dict(config), storage, resources, resume)
+    return grid[0], trial.id
+
+
+# The step counter each trainable records: global_step (attack), iteration (defence).
+STEP = {"attack": "global_step", "defence": "iteration"}
+
+
+@pytest.mark.parametrize("kind", ["attack", "defence"])
+def test_a_retried_trial_continues_from_its_checkpoint(ray_instance, tmp_path, kind):
+    config = tiny_config(max_failures=1)
+    result, trial_id = run_trial(kind, config, tmp_path)
+    assert result.error is None, result.error
+    reported = records(tmp_path, kind, trial_id)
+    checkpointed, after = first_record_after_the_crash(reported, STEP[kind])
+    # Work not redone: the retry's first record is past the checkpoint it restored.
+    assert after[STEP[kind]] > checkpointed[STEP[kind]], (checkpointed, after)
+    assert reported[-1][STEP[kind]] == (config.attack.first_stage_iterations if kind == "attack"
+                                        else config.defence_training.iterations)
+
+
+def test_a_resumed_run_continues_a_failed_trial_from_its_checkpoint(ray_instance, tmp_path):
+    """No retries: the crash fails the trial; ``--resume`` (``run_stage(resume=True)``, Tune's
+    restore of errored trials) finishes it from its checkpoint."""
+    config = tiny_config(max_failures=0)
+    failed, trial_id = run_trial("attack", config, tmp_path)
+    assert failed.error is not None and "injected crash" in str(failed.error)
+    resumed, _ = run_trial("attack", config, tmp_path, resume=True)
+    assert resumed.error is None, resumed.error
+    checkpointed, after = first_record_after_the_crash(records(tmp_path, "attack", trial_id),
+                                                       "global_step")
+    assert after["global_step"] > checkpointed["global_step"], (checkpointed, after)
