@@ -21,7 +21,7 @@ import pytest
 from orchestrator.config import ExperimentConfig, config_to_dict, load_config
 from orchestrator.grid import attack_trials, defence_trials
 from orchestrator.launch import run_stage
-from tests.test_end_to_end import TINY
+from tests.helpers import TINY
 from trainables.models import build
 
 CLASSES = ["anger", "disgust", "fear", "guilt", "happiness", "sadness", "surprise"]

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from tests.conftest import demos_folder
+from tests.helpers import demos_folder
 from trainables.data import scan_corpus
 from trainables.feature_cache import FeatureSet, build_feature_cache, load_features
 from trainables.features import FeatureSettings
