@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
+from trainables.atomic import write_atomically
 from trainables.device import place, runtime
 from trainables.evaluation import evaluate
 from trainables.figures import figure2, figure_to_array
@@ -36,6 +37,12 @@ def _figure_data(attacker, defences, x, label, classes, amp: bool) -> dict:
     attacker.train()
     return {"real": x[0].float().cpu().numpy(), "perturbation": eta[0, 0].float().cpu().numpy(),
             "label": classes[label], "predictions": predictions}
+
+
+def _save_figure(path, figure: dict) -> None:
+    with open(path, "wb") as handle:  # a handle: np.savez would add ".npz" to a bare name
+        np.savez(handle, real=figure["real"], perturbation=figure["perturbation"],
+                 label=figure["label"], predictions=json.dumps(figure["predictions"]))
 
 
 def train_attack_trial(config: dict, data: dict, defence_weights: dict,
@@ -112,10 +119,8 @@ def train_attack_trial(config: dict, data: dict, defence_weights: dict,
         figure = _figure_data(attacker, defences, figure_x, figure_y, classes, rt.amp)
         writer.add_image("figure2", figure_to_array(figure2(**figure)), step, dataformats="HWC")
         writer.flush()
-        if loop.finished:
-            np.savez(trial_dir() / "figure2.npz", real=figure["real"],
-                     perturbation=figure["perturbation"], label=figure["label"],
-                     predictions=json.dumps(figure["predictions"]))
+        if loop.finished:  # atomically: the reporter reads it, a killed worker must not cut it
+            write_atomically(trial_dir() / "figure2.npz", lambda tmp: _save_figure(tmp, figure))
         report({**metrics, **score, "kind": "stage", "stage": stage, "global_step": step,
                 "trained_defences": " + ".join(trained), "confusion": json.dumps(confusion),
                 "finished": loop.finished}, loop.state_dict())
