@@ -29,18 +29,12 @@ CLASSES = ["anger", "disgust", "fear", "guilt", "happiness", "sadness", "surpris
 
 @pytest.fixture(scope="module")
 def ray_instance() -> Iterator[None]:
-    """One local Ray instance for the module (starting one costs seconds)."""
-    import ray
+    """One local Ray instance for the module (starting one costs seconds), as a run starts
+    it: token authentication on, with a private token."""
+    from orchestrator.ray_session import ray_session
 
-    from orchestrator.ray_session import start_ray
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("RAY_AUTH_MODE", "disabled")  # as the CLI tests run it
-        start_ray()
-        try:
-            yield
-        finally:
-            ray.shutdown()
+    with ray_session():
+        yield
 
 
 def tiny_config(max_failures: int) -> ExperimentConfig:
@@ -120,7 +114,7 @@ def run_trial(kind: str, config: ExperimentConfig, storage: Path, resume: bool =
                    .state_dict() for name, spec in config.defences.items()}
         function = crash_once_after_first_checkpoint(train_attack_trial,
                                                      "trainables.tune_attack")
-        parameters = {"data": data, "defence_weights": weights}
+        parameters = {"data": data, "defence_weights": {trial.seed: weights}}
         resources = config.tune.attack_resources
     else:
         from trainables.tune_defence import train_defence_trial
