@@ -12,6 +12,7 @@ import pandas as pd
 from trainables.atomic import write_atomically, write_text_atomically
 from orchestrator.config import ExperimentConfig
 from orchestrator.findings import findings
+from orchestrator.trials_file import tidy_trials
 from orchestrator.grid import FIRST_WAVE, SECOND_WAVE, AttackTrial, attack_trials
 from orchestrator.records import read_defences, read_status, stage_records
 from trainables.figures import figure2, save_png
@@ -243,7 +244,8 @@ def figure2_png(storage: Path, trials: pd.DataFrame, path: Path) -> bool:
 def write_report(config: ExperimentConfig, results: Path, storage: Path) -> pd.DataFrame:
     """Write every report file into ``results``; returns Table 1."""
     trials = trials_table(config, storage, results)
-    write_atomically(results / "trials.parquet", lambda tmp: trials.to_parquet(tmp, index=False))
+    tidy = tidy_trials(trials)
+    write_atomically(results / "trials.parquet", lambda tmp: tidy.to_parquet(tmp, index=False))
     table, sizes = tables(config, trials, read_defences(results))
     write_atomically(results / "table1.csv", lambda tmp: table.to_csv(tmp, index=False))
     write_atomically(results / "perturbation.csv", lambda tmp: sizes.to_csv(tmp, index=False))

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from orchestrator.grid import FIRST_WAVE, SECOND_WAVE
+from orchestrator.trials_file import TRIAL_COLUMNS
 from tests.helpers import ROOT, TINY, cli_env, run_cli
 COLUMNS = ["method", "defences", "lambda", "cnn4_dev", "cnn4_test", "vgg16_dev", "vgg16_test",
            "resnet50_dev", "resnet50_test"]
@@ -48,12 +50,26 @@ def test_trials_parquet_has_a_row_per_trial_and_stage(run):
     results, _ = run
     trials = pd.read_parquet(results / "trials.parquet")
     stages = trials.groupby("trial_id")["stage"].apply(sorted).to_dict()
-    assert stages["lifelong-clockwise-lam1e2-seed0"] == [0, 1, 2]
-    assert stages["single-task-cnn4-seed0"] == [0]
+    assert stages["lifelong-clockwise-lam1e2-seed0"] == [1, 2, 3]  # counted as the console does
+    assert stages["single-task-cnn4-seed0"] == [1]
     assert len(stages) == 3 + 2 + 1 + 2
     for column in ("cnn4/test/adv_uar", "cnn4/test/clean_uar", "cnn4/test/noise_uar",
                    "perturbation/test/snr_db", "perturbation/test/shared_energy"):
         assert trials[column].notna().all()
+    # The documented schema (results/README.md): no Ray bookkeeping, the defences once.
+    assert list(trials.columns[:13]) == TRIAL_COLUMNS
+    assert not {"trained", "trained_defences", "kind", "score", "training_iteration",
+                "tune_trial_id", "confusion"} & set(trials.columns)
+    lifelong = trials[trials["trial_id"] == "lifelong-clockwise-lam1e2-seed0"]
+    assert [list(d) for d in lifelong["defences"]] == [
+        ["cnn4"], ["cnn4", "vgg16"], ["cnn4", "vgg16", "resnet50"]]
+    row = lifelong.iloc[-1]
+    assert list(row["classes"]) == ["anger", "disgust", "fear", "guilt", "happiness", "sadness",
+                                    "surprise"]
+    matrix = np.array([list(r) for r in row["resnet50/test/confusion"]])
+    assert matrix.shape == (7, 7) and (matrix.sum(axis=1) > 0).all()
+    truth = matrix.sum(axis=1)  # rows are the true class: UAR is the mean of diagonal / row
+    assert np.isclose(np.mean(np.diag(matrix) / truth), row["resnet50/test/adv_uar"])
 
 
 def test_tensorboard_events_hold_uar_scalars_and_the_figure(run):

@@ -123,6 +123,7 @@ def train_attack_trial(config: dict, data: dict, defence_weights: dict,
             write_atomically(trial_dir() / "figure2.npz", lambda tmp: _save_figure(tmp, figure))
         report({**metrics, **score, "kind": "stage", "stage": stage, "global_step": step,
                 "trained_defences": " + ".join(trained), "confusion": json.dumps(confusion),
+                "classes": list(classes),
                 "finished": loop.finished}, loop.state_dict())
 
     loop.run(LoopCallbacks(on_log=on_log, on_step=on_step, on_stage_end=on_stage_end))
