@@ -23,6 +23,7 @@ from orchestrator.config import ExperimentConfig
 
 SIGNIFICANCE = 0.05
 MIN_SEEDS = 3
+LOUDER_DB = 1.0  # an SNR this much lower marks an attack as the louder of two
 
 
 @dataclass(frozen=True)
@@ -155,9 +156,14 @@ def findings(config: ExperimentConfig, trials: pd.DataFrame, table: pd.DataFrame
             best_other = pd.concat([everyone, lifelong_all], axis=1).min(axis=1, skipna=True)
             multi_gain.append(best_other - multi)
             multi_label = " + ".join(label[d] for d in multi_trained.split(","))
-            snr_notes.append(f"{sequence}: SNR multi-task {_snr(sizes, 'multi-task', multi_label):.1f}"
-                             f" dB, transfer {_snr(sizes, 'transfer', full_label):.1f} dB, "
-                             f"lifelong {_snr(sizes, 'lifelong', full_label):.1f} dB")
+            snr = {m: _snr(sizes, m, multi_label if m == "multi-task" else full_label)
+                   for m in ("multi-task", "transfer", "lifelong")}
+            note = f"{sequence}: SNR " + ", ".join(f"{m} {v:.1f} dB" for m, v in snr.items())
+            quietest_other = max(snr["transfer"], snr["lifelong"])
+            if snr["multi-task"] < quietest_other - LOUDER_DB:
+                note += (" (multi-task's perturbation is the louder one: a lower UAR bought "
+                         "with more energy is not evidence of transferability)")
+            snr_notes.append(note)
         first = order[0]
         after_first = _per_seed(ok, "transfer", (first,), adv(first), sequence=sequence)
         after_all = _per_seed(ok, "transfer", order, adv(first), sequence=sequence)

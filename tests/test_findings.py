@@ -112,3 +112,17 @@ def test_verdict_statistics():
     assert Verdict(np.array([5.0, 6.0])).word == "inconclusive (2 seeds)"
     assert Verdict(np.array([])).word == "not testable in this run"
     assert "p = " in Verdict(np.array([5.0, 6.0, 7.0])).describe()
+
+
+def test_a_multi_task_win_bought_with_a_louder_perturbation_is_flagged():
+    config, trials, defences = constructed_trials([0, 1, 2], paper_like)
+    multi = trials["strategy"] == "multi-task"
+    trials.loc[multi, "perturbation/test/snr_db"] = 6.0  # 6 dB below the others' 12 dB
+    table, sizes = tables(config, trials, defences)
+    line = next(line for line in findings(config, trials, table, sizes).splitlines()
+                if line.startswith("2."))
+    assert "SNR multi-task 6.0 dB, transfer 12.0 dB" in line
+    assert "not evidence of transferability" in line
+    table, sizes = tables(config, *constructed_trials([0, 1, 2], paper_like)[1:])
+    quiet = findings(config, constructed_trials([0, 1, 2], paper_like)[1], table, sizes)
+    assert "not evidence of transferability" not in quiet
