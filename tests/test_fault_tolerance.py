@@ -80,8 +80,10 @@ def test_a_trial_that_keeps_failing_is_marked_and_the_rest_completes(tmp_path):
     assert result.returncode == 1
     assert "single-task-cnn4-seed0" in result.stdout and "--resume" in result.stdout
     table = pd.read_csv(tmp_path / "r" / "table1.csv")
-    failed = (table["method"] == "single-task") & (table["defences"] == "CNN-4")
-    assert table[failed]["status"].tolist() == ["failed"] and table[failed]["cnn4_test"].isna().all()
+    # Its row and the noise-control row under it (from the same trial) are the failed ones.
+    failed = table["method"].isin(["single-task", "noise"]) & (table["defences"] == "CNN-4")
+    assert table[failed]["status"].tolist() == ["failed"] * 2
+    assert table[failed]["cnn4_test"].isna().all()
     assert (table[~failed]["status"] == "ok").all() and table[~failed]["cnn4_test"].notna().all()
     trials = pd.read_parquet(tmp_path / "r" / "trials.parquet")
     row = trials[trials["trial_id"] == "single-task-cnn4-seed0"].iloc[0]
