@@ -15,7 +15,7 @@ import pandas as pd
 
 from orchestrator.grid import SECOND_WAVE
 from orchestrator.lock import RunLock
-from tests.helpers import ROOT, TINY, cli_env, run_cli
+from tests.helpers import ROOT, TINY, run_cli
 
 ONE_TRIAL = ["--set", "grid.strategies=[lifelong]", "--set", "grid.lambdas=[100.0]",
              "--set", "attack.first_stage_iterations=300", "--set", "attack.checkpoint_every=20"]

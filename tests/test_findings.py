@@ -22,7 +22,7 @@ def constructed_trials(seeds, uar) -> tuple:
                          [f"grid.seeds=[{','.join(map(str, seeds))}]"])
     rows = []
     for trial in attack_trials(config):
-        for stage, (method, trained) in enumerate(trial.rows()):
+        for stage, (_method, trained) in enumerate(trial.rows()):
             row = {"trial_id": trial.id, "strategy": trial.strategy, "sequence": trial.sequence,
                    "lambda": trial.lam, "seed": trial.seed, "stage": stage, "status": "ok",
                    "trained": ",".join(trained)}

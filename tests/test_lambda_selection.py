@@ -61,7 +61,7 @@ def lambda_trials(seeds: tuple[int, ...] = (0,)) -> tuple[ExperimentConfig, pd.D
     for trial in attack_trials(config):
         if not trial.in_table:
             continue
-        for stage, (method, trained) in enumerate(trial.rows()):
+        for stage, (_method, trained) in enumerate(trial.rows()):
             row = {"trial_id": trial.id, "strategy": trial.strategy, "sequence": trial.sequence,
                    "lambda": trial.lam, "seed": trial.seed, "stage": stage, "status": "ok",
                    "trained": ",".join(trained)}

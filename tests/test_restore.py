@@ -11,7 +11,6 @@ defence), by a retry (``tune.max_failures``) and by ``--resume`` (``Tuner.restor
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 

@@ -7,7 +7,6 @@ train-statistics standardisation must show and a per-split one would erase.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
