@@ -1,4 +1,5 @@
 import hashlib
+import os
 
 import numpy as np
 import soundfile
@@ -43,3 +44,25 @@ def test_emotions_differ_in_pitch_and_loudness(tmp_path):
             wave = synthesise(speaker, emotion, 1.5, 1.0, np.random.default_rng(i))
             loud[emotion].append(np.sqrt(np.mean(wave ** 2)))
     assert np.mean(loud["anger"]) > 2 * np.mean(loud["sadness"])
+
+
+def test_a_dead_generation_leaves_no_temporary_corpus_behind(tmp_path):
+    """A run stopped mid-generation left its temporary folder (tens of MB) for ever; the next
+    start removes it, and leaves those of live processes and of other hosts alone."""
+    import socket
+    import subprocess
+
+    from trainables.synthetic import ensure_corpus
+
+    ended = subprocess.Popen(["true"])  # its pid no longer runs once waited for
+    ended.wait()
+    host = socket.gethostname()
+    dead = tmp_path / f"synthetic-abc.tmp-{host}-{ended.pid}"
+    live = tmp_path / f"synthetic-abc.tmp-{host}-{os.getpid()}"
+    elsewhere = tmp_path / f"synthetic-abc.tmp-another-host-{ended.pid}"
+    for folder in (dead, live, elsewhere):
+        (folder / "half.wav").parent.mkdir()
+        (folder / "half.wav").write_bytes(b"RIFF")
+    corpus = ensure_corpus(tmp_path, TINY_SPEC)
+    assert (corpus / "spec.json").exists()
+    assert not dead.exists() and live.exists() and elsewhere.exists()

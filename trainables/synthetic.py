@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -224,13 +225,41 @@ def generate(folder: str | Path, spec: SyntheticSpec = SyntheticSpec(),
     return folder
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_temporaries(cache_dir: str | Path) -> list[Path]:
+    """Delete the temporary corpora that generations on this host left when their process died
+    (a run stopped mid-generation leaves tens of MB otherwise, for ever); those of live
+    processes, and of other hosts sharing the folder, are left alone. Returns what was
+    removed."""
+    prefix = f".tmp-{socket.gethostname()}-"
+    removed = []
+    for tmp in Path(cache_dir).glob(f"synthetic-*{prefix}*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    return removed
+
+
 def ensure_corpus(cache_dir: str | Path, spec: SyntheticSpec = SyntheticSpec()) -> Path:
     """The corpus for ``spec`` under ``cache_dir``, generated on first use. A half-written
-    corpus is never used: generation goes to a temporary folder that is renamed when complete."""
+    corpus is never used: generation goes to a temporary folder (named by host and process)
+    that is renamed when complete; those of dead processes are removed first."""
     target = Path(cache_dir) / f"synthetic-{spec.key()}"
     if (target / "spec.json").exists():
         return target
-    tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
+    if target.parent.is_dir():
+        remove_stale_temporaries(target.parent)
+    tmp = target.with_name(f"{target.name}.tmp-{socket.gethostname()}-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     generate(tmp, spec)
     try:
