@@ -30,7 +30,8 @@ class DefenceTrial:
 
     id: str
     defence: str  # the key under ``defences`` in the config
-    seed: int
+    seed: int  # its training seed (``defence_seed``)
+    grid_seed: int  # the grid seed whose attack trials attack it
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def defence_trials(config: ExperimentConfig) -> list[DefenceTrial]:
     for sequence in config.grid.sequences.values():
         needed.update(sequence)
     return [DefenceTrial(id=f"defence-{name}-seed{seed}", defence=name,
-                         seed=defence_seed(config, seed))
+                         seed=defence_seed(config, seed), grid_seed=seed)
             for seed in config.grid.seeds for name in config.defences if name in needed]
 
 

@@ -59,6 +59,12 @@ def _uar_columns(config: ExperimentConfig) -> list[str]:
     return [f"{d}_{s}" for d in config.defences for s in ("dev", "test")]
 
 
+def _mean_and_spread(series: pd.Series, key: str) -> dict:
+    """``{key: mean, key_std: standard deviation}`` of percentages, NaN where undefined."""
+    return {key: round(series.mean(), 2) if len(series) else np.nan,
+            f"{key}_std": round(series.std(ddof=1), 2) if len(series) > 1 else np.nan}
+
+
 def _row_values(frame: pd.DataFrame, config: ExperimentConfig, metric: str = "adv_uar") -> dict:
     """Mean (and spread, with several seeds) of each defence's ``metric`` in percent."""
     values: dict = {}
@@ -66,8 +72,7 @@ def _row_values(frame: pd.DataFrame, config: ExperimentConfig, metric: str = "ad
         for s in ("dev", "test"):
             column = f"{d}/{s}/{metric}"
             series = frame[column].dropna() * 100 if column in frame else pd.Series(dtype=float)
-            values[f"{d}_{s}"] = round(series.mean(), 2) if len(series) else np.nan
-            values[f"{d}_{s}_std"] = round(series.std(ddof=1), 2) if len(series) > 1 else np.nan
+            values.update(_mean_and_spread(series, f"{d}_{s}"))
     return values
 
 
@@ -95,8 +100,7 @@ def _clean_values(config: ExperimentConfig, defences: dict) -> dict:
         seeds = entry.get("per_seed") or ({"": entry} if entry else {})
         for s in ("dev", "test"):
             series = pd.Series([m[f"{s}_uar"] for m in seeds.values()], dtype=float) * 100
-            values[f"{d}_{s}"] = round(series.mean(), 2) if len(series) else np.nan
-            values[f"{d}_{s}_std"] = round(series.std(ddof=1), 2) if len(series) > 1 else np.nan
+            values.update(_mean_and_spread(series, f"{d}_{s}"))
     return values
 
 

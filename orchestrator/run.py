@@ -76,15 +76,11 @@ def _defence_weights(config: ExperimentConfig, prepared: PreparedData, data: dic
             cache.store(keys[trial["id"]], state["defence"], metrics)
     weights: dict[int, dict] = {}
     per_seed: dict[str, dict] = {}
-    for seed in config.grid.seeds:
-        for name in config.defences:
-            trial_id = f"defence-{name}-seed{seed}"
-            if trial_id not in keys:
-                continue
-            stored = cache.load(keys[trial_id])
-            weights.setdefault(seed, {})[name] = stored["state_dict"]
-            per_seed.setdefault(name, {})[str(seed)] = {
-                **stored["metrics"], "cache": str(cache.path(keys[trial_id]))}
+    for trial_id, trial in trials.items():
+        stored = cache.load(keys[trial_id])
+        weights.setdefault(trial.grid_seed, {})[trial.defence] = stored["state_dict"]
+        per_seed.setdefault(trial.defence, {})[str(trial.grid_seed)] = {
+            **stored["metrics"], "cache": str(cache.path(keys[trial_id]))}
     clean = {name: {key: sum(m[key] for m in seeds.values()) / len(seeds)
                     for key in ("dev_uar", "test_uar")} | {"per_seed": seeds}
              for name, seeds in per_seed.items()}
