@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from trainables.data import scan_corpus
-from trainables.feature_cache import build_feature_cache, load_features, write_feature_file
-from trainables.features import FeatureSettings
-from trainables.synthetic import SyntheticSpec, generate
+from trainables.data.scan import scan_corpus
+from trainables.data.feature_cache import build_feature_cache, load_features, write_feature_file
+from trainables.data.settings import FeatureSettings
+from trainables.data.synthetic import generate
+from trainables.data.settings import SyntheticSpec
 
 
 def extraction(speakers: int, per_emotion: int, workers: int | None) -> dict:

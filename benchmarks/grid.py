@@ -22,11 +22,12 @@ def paper_grid(samples_per_s: dict[str, float], fisher_s_per_1024: float) -> dic
         batch, fisher_samples = config.attack.batch_size, config.lifelong.fisher_samples
         steps = seconds = 0.0
         for trial in attack_trials(config):
-            stages = list(zip(trial.stage_defences, trial.stage_iterations))
-            for defences, iterations in stages[1 if trial.starts_from else 0:]:
+            stages = trial.plan.stages
+            for stage in stages[1 if trial.starts_from else 0:]:
+                defences = stage.defences
                 rate = samples_per_s[defences[0] if len(defences) == 1 else "multi-task"]
-                steps += iterations
-                seconds += iterations * batch / rate
+                steps += stage.iterations
+                seconds += stage.iterations * batch / rate
             if trial.regulariser != "none":
                 seconds += (len(stages) - 1) * fisher_samples / 1024 * fisher_s_per_1024
         tag = "shared_first_stage" if shared else "unshared"

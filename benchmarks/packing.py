@@ -9,7 +9,8 @@ from benchmarks.training import Size, make_loop, timed_steps
 
 def _worker(size: Size, device: str, threads: int, start, queue) -> None:
     from trainables.device import runtime
-    rt = runtime({"device": device, "threads_per_trial": threads})
+    from trainables.settings import PerformanceSettings
+    rt = runtime(PerformanceSettings(device=device, threads_per_trial=threads))
     loop = make_loop(size, rt, ("cnn4",))
     queue.put(timed_steps(loop, size, start.wait))  # every process times the same span
 

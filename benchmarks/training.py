@@ -13,6 +13,7 @@ from trainables.device import Runtime, place
 from trainables.models import build
 from trainables.regularisers import StageEnd, build_regulariser
 from trainables.regularisers.importance import minibatch_fisher, per_sample_fisher
+from trainables.settings import AttackSettings, LifelongSettings
 from trainables.stage_loop import LoopSettings, StageLoop
 from trainables.stages import Plan, Stage
 
@@ -54,9 +55,10 @@ def make_loop(size: Size, rt: Runtime, defences: tuple[str, ...], regulariser: s
     attacker = place(build("atrous", width=size.attacker_width), rt)
     plan = Plan("bench", (Stage(defences, 10**9),), regulariser)
     return StageLoop(attacker, models, plan, build_regulariser(regulariser, strength), x, y,
-                     LoopSettings(batch_size=size.batch_size, fisher_samples=size.fisher_samples,
-                                  fisher_batch_size=min(64, size.fisher_samples), amp=rt.amp,
-                                  compile=rt.compile))
+                     LoopSettings(AttackSettings(batch_size=size.batch_size),
+                                  LifelongSettings(fisher_samples=size.fisher_samples,
+                                                   fisher_batch_size=min(64, size.fisher_samples)),
+                                  amp=rt.amp, compile=rt.compile))
 
 
 def step_flops(loop: StageLoop) -> float:

@@ -10,7 +10,7 @@ from pathlib import Path
 from orchestrator.config import ExperimentConfig, load_config
 from orchestrator.interrupt import Interrupted, stop_signals
 from orchestrator.paths import DEFAULT_CONFIG, resolve_config
-from trainables.corpora import CORPUS_KINDS
+from trainables.data.corpora import CORPUS_KINDS
 from trainables.errors import ProjectError
 
 

@@ -7,7 +7,6 @@ the key and the allowed values, and stop the run before anything starts.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -15,20 +14,14 @@ from typing import Literal
 import yaml
 
 from orchestrator.typed_load import from_dict, to_dict
-from trainables.corpora import CORPUS_KINDS
+from trainables.data.corpora import CORPUS_KINDS
+from trainables.data.settings import FeatureSettings, SplitSpec, SyntheticSpec
 from trainables.errors import ConfigError
-from trainables.features import FeatureSettings
-from trainables.splits import SplitSpec
-from trainables.synthetic import SyntheticSpec
-
-STRATEGIES = ("single-task", "multi-task", "transfer", "lifelong")
-DEFENCE_MODELS = ("cnn4", "vgg16", "resnet50")
-REGULARISERS = ("ewc", "online_ewc", "si", "mas")
-
-
-def _positive(key: str, value: float, allow_zero: bool = False) -> None:
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        raise ConfigError(f"{key}: must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+from trainables.settings import (DEFENCE_MODELS, AttackSettings, DefenceSpec,
+                                 DefenceTrainingSettings, LifelongSettings, PerformanceSettings,
+                                 TrialSettings)
+from trainables.stages import STRATEGIES, Strategy
+from trainables.validation import positive
 
 
 @dataclass
@@ -46,119 +39,20 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         if self.corpus not in CORPUS_KINDS:
-            raise ConfigError(f"data.corpus: {self.corpus!r} is not allowed; allowed: "
+            raise ConfigError(f"corpus: {self.corpus!r} is not allowed; allowed: "
                               + ", ".join(CORPUS_KINDS))
         if self.corpus != "synthetic" and not self.root:
-            raise ConfigError(f"data.root: corpus {self.corpus!r} needs its folder "
+            raise ConfigError(f"root: corpus {self.corpus!r} needs its folder "
                               "(--data-root DIR)")
-        _positive("data.split.seed", self.split.seed, allow_zero=True)
-        if len(self.split.fractions) != 3 or min(self.split.fractions) <= 0:
-            raise ConfigError("data.split.fractions: three positive numbers (train, dev, test)")
-        _positive("data.synthetic.speakers", self.synthetic.speakers)
-        if self.synthetic.speakers < 3:
-            raise ConfigError("data.synthetic.speakers: at least 3 (one per split)")
-        _positive("data.synthetic.utterances_per_emotion", self.synthetic.utterances_per_emotion)
-        if not 0 < self.synthetic.min_seconds <= self.synthetic.max_seconds:
-            raise ConfigError("data.synthetic.min_seconds/max_seconds: need "
-                              "0 < min_seconds <= max_seconds")
-        _positive("data.features.frames", self.features.frames)
         if self.workers < 0:
-            raise ConfigError("data.workers: 0 (every core) or a positive count")
-
-
-@dataclass
-class DefenceConfig:
-    """One target model: its architecture and the name it has in tables."""
-
-    model: Literal["cnn4", "vgg16", "resnet50"]
-    label: str = ""
-    width: float = 1.0  # channel multiplier; 1.0 is the paper's size
-
-    def __post_init__(self) -> None:
-        _positive("defences.*.width", self.width)
-        self.label = self.label or {"cnn4": "CNN-4", "vgg16": "VGG-16",
-                                    "resnet50": "ResNet-50"}[self.model]
-
-
-@dataclass
-class DefenceTrainingConfig:
-    """How the defences are trained from scratch before the attacks (Adam, model selection on
-    dev UAR, class-balanced sampling)."""
-
-    iterations: int = 4000
-    batch_size: int = 32
-    lr: float = 1e-3
-    eval_every: int = 250
-    balanced: bool = True
-
-    def __post_init__(self) -> None:
-        for key in ("iterations", "batch_size", "lr", "eval_every"):
-            _positive(f"defence_training.{key}", getattr(self, key))
-
-
-@dataclass
-class AttackConfig:
-    """The attacker and its schedule (DESIGN.md section 2)."""
-
-    model: Literal["atrous"] = "atrous"
-    width: float = 1.0
-    # The perturbation the attacker starts from (its last batch norm's bias is logit(eta_init));
-    # PyTorch's default, 0.5, leaves a floor the paper's schedule cannot train away.
-    eta_init: float = 0.01
-    alpha: float = 0.02  # weight of the C&W margin against the MSE
-    # How the margin is reduced over a batch: "mean", or "sum" as the released code does (the
-    # MSE is a mean either way, so "sum" weighs the margin batch_size times more).
-    margin_reduction: Literal["mean", "sum"] = "mean"
-    lr: float = 1e-4
-    lr_decay: float = 0.9
-    lr_decay_every: int = 1000
-    batch_size: int = 32
-    first_stage_iterations: int = 10_000
-    later_stage_iterations: int = 1_000
-    # multi-task trains one stage: "matched" gives it the sequential strategies' whole budget
-    # (first + later x (k - 1)); "first" only the first stage's.
-    multi_task_iterations: Literal["matched", "first"] = "matched"
-    log_every: int = 100
-    checkpoint_every: int = 500
-    eval_batch_size: int = 256
-
-    def __post_init__(self) -> None:
-        _positive("attack.width", self.width)
-        if not 0 <= self.alpha <= 1:
-            raise ConfigError(f"attack.alpha: must be in [0, 1], got {self.alpha}")
-        if not 0 < self.eta_init < 1:
-            raise ConfigError(f"attack.eta_init: must be in (0, 1), got {self.eta_init}")
-        if not 0 < self.lr_decay <= 1:
-            raise ConfigError(f"attack.lr_decay: must be in (0, 1], got {self.lr_decay}")
-        for key in ("lr", "lr_decay_every", "batch_size", "first_stage_iterations",
-                    "later_stage_iterations", "log_every", "checkpoint_every", "eval_batch_size"):
-            _positive(f"attack.{key}", getattr(self, key))
-
-
-@dataclass
-class LifelongConfig:
-    """The lifelong strategy's regulariser (EWC by default, as in the paper)."""
-
-    regulariser: Literal["ewc", "online_ewc", "si", "mas"] = "ewc"
-    # per_sample: mean of squared per-sample gradients (the textbook Fisher, the default);
-    # minibatch: squared minibatch gradients, as the paper's released code does.
-    fisher: Literal["per_sample", "minibatch"] = "per_sample"
-    fisher_samples: int = 1024  # training samples the importance is estimated on
-    fisher_batch_size: int = 64
-    decay: float = 1.0  # online_ewc: the old Fisher's weight at each new stage
-
-    def __post_init__(self) -> None:
-        _positive("lifelong.fisher_samples", self.fisher_samples)
-        _positive("lifelong.fisher_batch_size", self.fisher_batch_size)
-        if not 0 <= self.decay <= 1:
-            raise ConfigError(f"lifelong.decay: must be in [0, 1], got {self.decay}")
+            raise ConfigError("workers: 0 (every core) or a positive count")
 
 
 @dataclass
 class GridConfig:
     """The attack grid: one trial per strategy x sequence x lambda x seed (lambda for lifelong)."""
 
-    strategies: list[Literal["single-task", "multi-task", "transfer", "lifelong"]] = field(
+    strategies: list[Strategy] = field(
         default_factory=lambda: list(STRATEGIES))
     sequences: dict[str, list[str]] = field(default_factory=lambda: {
         "clockwise": ["cnn4", "vgg16", "resnet50"],
@@ -172,24 +66,24 @@ class GridConfig:
 
     def __post_init__(self) -> None:
         if not self.strategies:
-            raise ConfigError("grid.strategies: empty; allowed: " + ", ".join(STRATEGIES))
+            raise ConfigError("strategies: empty; allowed: " + ", ".join(STRATEGIES))
         if not self.seeds:
-            raise ConfigError("grid.seeds: empty; give at least one seed")
+            raise ConfigError("seeds: empty; give at least one seed")
         repeated = sorted({s for s in self.seeds if self.seeds.count(s) > 1})
         if repeated:
             # A repeated seed would run identical trials twice and report a spread of one draw.
-            raise ConfigError(f"grid.seeds: seed {repeated[0]} is given twice; seeds must differ")
+            raise ConfigError(f"seeds: seed {repeated[0]} is given twice; seeds must differ")
         for i, seed in enumerate(self.seeds):
-            _positive(f"grid.seeds[{i}]", seed, allow_zero=True)
+            positive(f"seeds[{i}]", seed, allow_zero=True)
         if "lifelong" in self.strategies and not self.lambdas:
-            raise ConfigError("grid.lambdas: empty, but the lifelong strategy needs lambda values")
+            raise ConfigError("lambdas: empty, but the lifelong strategy needs lambda values")
         for i, value in enumerate(self.lambdas):
-            _positive(f"grid.lambdas[{i}]", value)
+            positive(f"lambdas[{i}]", value)
         if any(s != "single-task" for s in self.strategies) and not self.sequences:
-            raise ConfigError("grid.sequences: empty; name at least one sequence of defences")
+            raise ConfigError("sequences: empty; name at least one sequence of defences")
         for name, sequence in self.sequences.items():
             if len(sequence) < 2 or len(set(sequence)) != len(sequence):
-                raise ConfigError(f"grid.sequences.{name}: needs two or more distinct defences")
+                raise ConfigError(f"sequences.{name}: needs two or more distinct defences")
 
 
 @dataclass
@@ -200,8 +94,8 @@ class Resources:
     gpu: float = 0.0
 
     def __post_init__(self) -> None:
-        _positive("resources.cpu", self.cpu)
-        _positive("resources.gpu", self.gpu, allow_zero=True)
+        positive("cpu", self.cpu)
+        positive("gpu", self.gpu, allow_zero=True)
 
 
 @dataclass
@@ -217,22 +111,10 @@ class TuneConfig:
 
     def __post_init__(self) -> None:
         if self.max_failures < 0 or self.max_concurrent_trials < 0:
-            raise ConfigError("tune.max_failures / tune.max_concurrent_trials: must be >= 0")
+            raise ConfigError("max_failures / max_concurrent_trials: must be >= 0")
         if self.storage_path and "://" in self.storage_path:
-            raise ConfigError("tune.storage_path: cloud URIs are not supported yet; mount shared "
+            raise ConfigError("storage_path: cloud URIs are not supported yet; mount shared "
                               "storage (NFS, EFS) on every node and give its path")
-
-
-@dataclass
-class PerformanceConfig:
-    """Device and speed switches; each is safe to leave at its default."""
-
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    amp: Literal["off", "bf16"] = "bf16"  # autocast on CUDA only; fp32 master weights
-    channels_last: bool = True  # CUDA only
-    cudnn_benchmark: bool = True
-    compile: bool = False
-    threads_per_trial: int = 0  # torch threads in a trial; 0: its CPU resources
 
 
 @dataclass
@@ -242,17 +124,17 @@ class ExperimentConfig:
     name: str = "experiment"
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
-    defences: dict[str, DefenceConfig] = field(default_factory=lambda: {
-        m: DefenceConfig(model=m) for m in DEFENCE_MODELS})
-    defence_training: DefenceTrainingConfig = field(default_factory=DefenceTrainingConfig)
-    attack: AttackConfig = field(default_factory=AttackConfig)
-    lifelong: LifelongConfig = field(default_factory=LifelongConfig)
+    defences: dict[str, DefenceSpec] = field(default_factory=lambda: {
+        m: DefenceSpec(model=m) for m in DEFENCE_MODELS})
+    defence_training: DefenceTrainingSettings = field(default_factory=DefenceTrainingSettings)
+    attack: AttackSettings = field(default_factory=AttackSettings)
+    lifelong: LifelongSettings = field(default_factory=LifelongSettings)
     grid: GridConfig = field(default_factory=GridConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
-    performance: PerformanceConfig = field(default_factory=PerformanceConfig)
+    performance: PerformanceSettings = field(default_factory=PerformanceSettings)
 
     def __post_init__(self) -> None:
-        _positive("seed", self.seed, allow_zero=True)
+        positive("seed", self.seed, allow_zero=True)
         if not self.defences:
             raise ConfigError("defences: empty; define at least one defence")
         for name, sequence in self.grid.sequences.items():
@@ -260,6 +142,14 @@ class ExperimentConfig:
                 if defence not in self.defences:
                     raise ConfigError(f"grid.sequences.{name}: {defence!r} is not a defined "
                                       f"defence; defined: {', '.join(self.defences)}")
+
+    def trial_settings(self) -> TrialSettings:
+        """What every trial of this run is given (``trainables.settings``)."""
+        return TrialSettings(defences=dict(self.defences), defence_training=self.defence_training,
+                             attack=self.attack, lifelong=self.lifelong,
+                             performance=self.performance,
+                             defence_cpus=self.tune.defence_resources.cpu,
+                             attack_cpus=self.tune.attack_resources.cpu)
 
 
 def _parse_override(item: str) -> tuple[list[str], object]:

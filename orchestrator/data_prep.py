@@ -10,9 +10,9 @@ from pathlib import Path
 from trainables.atomic import write_text_atomically
 from orchestrator.config import DataConfig
 from orchestrator.paths import cache_dir
-from trainables.data import scan_corpus
-from trainables.feature_cache import build_feature_cache, load_metadata
-from trainables.synthetic import ensure_corpus
+from trainables.data.scan import scan_corpus
+from trainables.data.feature_cache import build_feature_cache, load_metadata
+from trainables.data.synthetic import ensure_corpus
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import pandas as pd
 from scipy import stats
 
 from orchestrator.config import ExperimentConfig
+from trainables import metric_keys as keys
 
 SIGNIFICANCE = 0.05
 MIN_SEEDS = 3
@@ -119,10 +120,10 @@ def findings(config: ExperimentConfig, trials: pd.DataFrame, table: pd.DataFrame
              "verdict is inconclusive and only the direction is shown.\n"]
 
     def adv(d: str) -> str:
-        return f"{d}/test/adv_uar"
+        return keys.uar(d, "test")
 
     # 0. The attacks beat noise of the same energy.
-    noise = _mean_by_seed(_per_seed(ok, "single-task", (d,), f"{d}/test/noise_uar")
+    noise = _mean_by_seed(_per_seed(ok, "single-task", (d,), keys.uar(d, "test", "noise_uar"))
                           - _per_seed(ok, "single-task", (d,), adv(d)) for d in names)
     lines.append(_line("0", "Each single-task attacker lowers its target more than noise of the "
                           "same energy (its own perturbation, positions shuffled)",
@@ -175,9 +176,13 @@ def findings(config: ExperimentConfig, trials: pd.DataFrame, table: pd.DataFrame
                    & (ok["trained"] == ",".join(order))]
         rhos = {}
         for seed, part in sweep.groupby("seed"):
-            if part["lambda"].nunique() >= 2:
-                rho = stats.spearmanr(part["lambda"], part[adv(first)]).statistic
-                rhos[seed] = -rho if np.isfinite(rho) else np.nan
+            if part["lambda"].nunique() < 2:
+                continue
+            # A UAR that does not move with lambda has no rank correlation (said without
+            # scipy's warning on the console).
+            rho = stats.spearmanr(part["lambda"], part[adv(first)]).statistic \
+                if part[adv(first)].nunique() >= 2 else np.nan
+            rhos[seed] = -rho if np.isfinite(rho) else np.nan
         trend.append(pd.Series(rhos, dtype=float))
 
     lines.append(_line("2", "Multi-task is the most transferable",

@@ -15,59 +15,19 @@ not a Table-1 row) trains it once for them.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 
 from orchestrator.config import ExperimentConfig
-from trainables.stages import make_plan, trained_after
+from trainables.stages import Plan, Stage, make_plan
+from trainables.trials import AttackTrial, DefenceTrial
 
 # The Tune experiments (under the run's storage) of the two waves of the attack grid.
 FIRST_WAVE, SECOND_WAVE = "attacks", "attacks-continued"
 
 
-@dataclass(frozen=True)
-class DefenceTrial:
-    """Train one defence from scratch."""
-
-    id: str
-    defence: str  # the key under ``defences`` in the config
-    seed: int  # its training seed (``defence_seed``)
-    grid_seed: int  # the grid seed whose attack trials attack it
-
-
-@dataclass(frozen=True)
-class AttackTrial:
-    """Train one attacker: a strategy over defences (in training order), a lambda, a seed."""
-
-    id: str
-    strategy: str
-    sequence: str  # the sequence's name ("" for single-task)
-    defences: tuple[str, ...]
-    stage_iterations: tuple[int, ...]
-    stage_defences: tuple[tuple[str, ...], ...]
-    regulariser: str
-    lam: float | None
-    seed: int
-    starts_from: str = ""  # the id of the one-stage trial whose final weights replace stage 1
-    in_table: bool = True  # False for a helper that only trains a shared first stage
-
-    @property
-    def experiment(self) -> str:
-        """The Tune experiment (the wave) that runs this trial."""
-        return SECOND_WAVE if self.starts_from else FIRST_WAVE
-
-    @property
-    def first_stage(self) -> tuple[int, tuple[str, ...], int]:
-        """(seed, defences, iterations) of stage 1: equal for trials that train it identically."""
-        return self.seed, self.stage_defences[0], self.stage_iterations[0]
-
-    def rows(self) -> list[tuple[str, tuple[str, ...]]]:
-        """(method, defences in training order) of each Table-1 row this trial yields, by stage:
-        ``rows()[k]`` is the row reported after stage ``k``."""
-        return [(self.strategy, trained_after(self.stage_defences, k))
-                for k in range(len(self.stage_defences))]
-
-    def as_dict(self) -> dict:
-        return asdict(self)
+def wave(trial: AttackTrial) -> str:
+    """The Tune experiment that runs ``trial``: the second wave continues first-wave trials."""
+    return SECOND_WAVE if trial.starts_from else FIRST_WAVE
 
 
 def _lambda_tag(lam: float) -> str:
@@ -103,11 +63,8 @@ def attack_trials(config: ExperimentConfig) -> list[AttackTrial]:
                          attack.multi_task_iterations)
         name = sequence if strategy != "multi-task" else "+".join(defences)
         parts = [strategy, name or defences[0], _lambda_tag(lam) if lam else "", f"seed{seed}"]
-        trials.append(AttackTrial(
-            id="-".join(p for p in parts if p), strategy=strategy, sequence=sequence,
-            defences=defences, stage_iterations=tuple(s.iterations for s in plan.stages),
-            stage_defences=tuple(s.defences for s in plan.stages),
-            regulariser=plan.regulariser, lam=lam, seed=seed))
+        trials.append(AttackTrial(id="-".join(p for p in parts if p), plan=plan,
+                                  sequence=sequence, defences=defences, lam=lam, seed=seed))
 
     for seed in grid.seeds:
         if "single-task" in grid.strategies:
@@ -134,10 +91,10 @@ def _share_first_stages(trials: list[AttackTrial]) -> list[AttackTrial]:
     one-stage trial with its first stage and seed, adding helpers where the grid has none."""
     from trainables.regularisers import REGULARISERS  # torch: only once a grid is expanded
 
-    leaders = {t.first_stage: t.id for t in trials if len(t.stage_iterations) == 1}
+    leaders = {t.first_stage: t.id for t in trials if len(t.plan.stages) == 1}
     followers: dict[tuple, list[int]] = {}
     for index, trial in enumerate(trials):
-        if len(trial.stage_iterations) > 1 and not REGULARISERS[trial.regulariser].needs_path:
+        if len(trial.plan.stages) > 1 and not REGULARISERS[trial.regulariser].needs_path:
             followers.setdefault(trial.first_stage, []).append(index)
     shared = list(trials)
     for key, indices in followers.items():
@@ -146,11 +103,10 @@ def _share_first_stages(trials: list[AttackTrial]) -> list[AttackTrial]:
                 continue  # a helper would save nothing
             seed, defences, iterations = key
             leaders[key] = f"first-stage-{'+'.join(defences)}-seed{seed}"
+            strategy = "single-task" if len(defences) == 1 else "multi-task"
             shared.append(AttackTrial(
-                id=leaders[key], strategy="single-task" if len(defences) == 1 else "multi-task",
-                sequence="", defences=defences, stage_iterations=(iterations,),
-                stage_defences=(defences,), regulariser="none", lam=None, seed=seed,
-                in_table=False))
+                id=leaders[key], plan=Plan(strategy, (Stage(defences, iterations),)),
+                sequence="", defences=defences, lam=None, seed=seed, in_table=False))
         for index in indices:
             shared[index] = replace(shared[index], starts_from=leaders[key])
     return shared

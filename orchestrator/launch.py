@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ray import tune
@@ -13,6 +13,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from orchestrator.config import ExperimentConfig, Resources
 from orchestrator.interrupt import tune_stage
 from orchestrator.progress import Progress
+from trainables.trials import AttackTrial, DefenceTrial
 
 # Console chatter that the progress lines replace: a warning each time trials checkpoint close
 # together (ours do, by design, at every stage end) and a note per trial about hyperparameters
@@ -39,13 +40,18 @@ def _scheduler(config: ExperimentConfig, stage: str):
     return FIFOScheduler()
 
 
-def run_stage(stage: str, function: Callable, parameters: dict, trials: list[dict],
-              config: ExperimentConfig, experiment: dict, storage: Path,
-              resources: Resources, resume: bool) -> tune.ResultGrid:
-    """Run (or, with ``resume``, restore and finish) one Tune experiment named ``stage`` whose
-    trials are ``trials`` (dicts with an ``id``) under ``storage``. Large inputs in
-    ``parameters`` go once to Ray's object store and reach every trial without copies."""
-    trainable = tune.with_resources(tune.with_parameters(function, **parameters),
+def run_stage(stage: str, function: Callable, parameters: dict,
+              trials: Sequence[AttackTrial | DefenceTrial], config: ExperimentConfig,
+              storage: Path, resources: Resources, resume: bool) -> tune.ResultGrid:
+    """Run (or, with ``resume``, restore and finish) one Tune experiment named ``stage`` of the
+    trial specs ``trials`` under ``storage``.
+
+    Tune's config holds only a trial's id (``config["trial"]``: what names its folder and what
+    ``--resume`` restores); ``function`` receives the specs by id (``trials``) together with
+    ``parameters`` (the data, the defences' weights, the typed ``TrialSettings``), all sent once
+    to Ray's object store, and takes its own spec whole from there."""
+    specs = {t.id: t for t in trials}
+    trainable = tune.with_resources(tune.with_parameters(function, **parameters, trials=specs),
                                     {"cpu": resources.cpu, "gpu": resources.gpu})
     path = storage / stage
     print(f"[{stage}] {len(trials)} trial(s), {resources.cpu} CPU and {resources.gpu} GPU each",
@@ -56,15 +62,16 @@ def run_stage(stage: str, function: Callable, parameters: dict, trials: list[dic
     else:
         tuner = tune.Tuner(
             trainable,
-            param_space={"trial": tune.grid_search(trials), "experiment": experiment},
+            param_space={"trial": tune.grid_search(list(specs))},
             tune_config=tune.TuneConfig(
                 scheduler=_scheduler(config, stage),
                 max_concurrent_trials=config.tune.max_concurrent_trials or None,
-                trial_name_creator=lambda t: t.config["trial"]["id"],
-                trial_dirname_creator=lambda t: t.config["trial"]["id"]),
+                trial_name_creator=lambda t: t.config["trial"],
+                trial_dirname_creator=lambda t: t.config["trial"]),
             run_config=tune.RunConfig(
                 name=stage, storage_path=str(storage), verbose=0,
-                callbacks=[Progress(stage, {n: d.label for n, d in config.defences.items()})],
+                callbacks=[Progress(stage, {n: d.label for n, d in config.defences.items()},
+                                    specs)],
                 failure_config=tune.FailureConfig(max_failures=config.tune.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                 sync_config=tune.SyncConfig(sync_artifacts=True)))

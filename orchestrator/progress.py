@@ -11,12 +11,14 @@ import time
 
 from ray import tune
 
+from trainables import metric_keys as keys
+
 
 def _uar_summary(result: dict, labels: dict[str, str]) -> str:
     """``adversarial dev UAR: CNN-4 42.1, ...`` (clean UAR where there is no attack)."""
     for kind in ("adv_uar", "clean_uar"):
-        values = [f"{label} {100 * result[f'{name}/dev/{kind}']:.1f}"
-                  for name, label in labels.items() if f"{name}/dev/{kind}" in result]
+        values = [f"{label} {100 * result[keys.uar(name, 'dev', kind)]:.1f}"
+                  for name, label in labels.items() if keys.uar(name, "dev", kind) in result]
         if values:
             return f"{'adversarial' if kind == 'adv_uar' else 'clean'} dev UAR %: " + \
                 ", ".join(values)
@@ -25,17 +27,17 @@ def _uar_summary(result: dict, labels: dict[str, str]) -> str:
 
 class Progress(tune.Callback):
     """Prints ``[experiment done/total] trial: what happened`` lines; ``labels`` maps defence
-    names to the names printed (``cnn4`` -> ``CNN-4``)."""
+    names to the names printed (``cnn4`` -> ``CNN-4``), ``specs`` trial ids to their specs."""
 
-    def __init__(self, experiment: str, labels: dict[str, str]) -> None:
-        self.experiment, self.labels = experiment, labels
+    def __init__(self, experiment: str, labels: dict[str, str], specs: dict) -> None:
+        self.experiment, self.labels, self.specs = experiment, labels, specs
         self.started: dict[str, float] = {}
 
     def _say(self, trials: list, trial, message: str, ended: bool = False) -> None:
         # Tune calls the end hooks before it marks the trial's own status.
         done = sum(t.status in ("TERMINATED", "ERROR") for t in trials if t is not trial) + \
             (ended or trial.status in ("TERMINATED", "ERROR"))
-        print(f"[{self.experiment} {done}/{len(trials)}] {trial.config['trial']['id']}: {message}",
+        print(f"[{self.experiment} {done}/{len(trials)}] {trial.config['trial']}: {message}",
               flush=True)
 
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
@@ -43,10 +45,10 @@ class Progress(tune.Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict,
                         **info) -> None:
-        if result.get("kind") == "stage":
-            stages = len(trial.config["trial"]["stage_iterations"])
+        if result.get(keys.KIND) == keys.STAGE:
+            stages = len(self.specs[trial.config["trial"]].plan.stages)
             self._say(trials, trial, f"stage {int(result['stage']) + 1}/{stages} at step "
-                      f"{result['global_step']}, {_uar_summary(result, self.labels)}")
+                      f"{result[keys.STEP]}, {_uar_summary(result, self.labels)}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
         started = self.started.get(trial.trial_id)

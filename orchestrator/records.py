@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from trainables import metric_keys as keys
 from trainables.atomic import write_text_atomically
 
 STATUS_FILE = "trial_status.json"
@@ -29,7 +30,7 @@ def stage_records(experiments: list[Path]) -> pd.DataFrame:
                 result = json.loads(line)
             except ValueError:  # a line cut by a crash
                 continue
-            if result.get("kind") == "stage":
+            if result.get(keys.KIND) == keys.STAGE:
                 result.pop("config", None)
                 rows.append({**result, "tune_trial_id": result.get("trial_id"),
                              "trial_id": trial_id})

@@ -3,7 +3,6 @@ built from recorded results (``orchestrator.records``) and written atomically.""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +12,11 @@ from trainables.atomic import write_atomically, write_text_atomically
 from orchestrator.config import ExperimentConfig
 from orchestrator.findings import findings
 from orchestrator.trials_file import tidy_trials
-from orchestrator.grid import FIRST_WAVE, SECOND_WAVE, AttackTrial, attack_trials
+from orchestrator.grid import FIRST_WAVE, SECOND_WAVE, attack_trials, wave
 from orchestrator.records import read_defences, read_status, stage_records
-from trainables.figures import figure2, save_png
+from trainables import metric_keys as keys
+from trainables.figures import FIGURE_FILE, figure2, load_figure_data, save_png
+from trainables.trials import AttackTrial
 
 TABLE_METHODS = ("clean", "single-task", "noise", "multi-task", "transfer", "lifelong")
 
@@ -35,7 +36,7 @@ def trials_table(config: ExperimentConfig, storage: Path, results: Path) -> pd.D
         state = status.get(trial.id, "missing")
         base = {"trial_id": trial.id, "strategy": trial.strategy, "sequence": trial.sequence,
                 "lambda": trial.lam, "seed": trial.seed, "regulariser": trial.regulariser,
-                "starts_from": trial.starts_from, "tune_experiment": trial.experiment,
+                "starts_from": trial.starts_from, "tune_experiment": wave(trial),
                 "status": "ok" if state == "ok" else state.split(":")[0],
                 "error": "" if state == "ok" else state}
         if mine.empty:
@@ -69,22 +70,19 @@ def _row_values(frame: pd.DataFrame, config: ExperimentConfig, metric: str = "ad
     """Mean (and spread, with several seeds) of each defence's ``metric`` in percent."""
     values: dict = {}
     for d in config.defences:
-        for s in ("dev", "test"):
-            column = f"{d}/{s}/{metric}"
+        for s in keys.SPLITS:
+            column = keys.uar(d, s, metric)
             series = frame[column].dropna() * 100 if column in frame else pd.Series(dtype=float)
             values.update(_mean_and_spread(series, f"{d}_{s}"))
     return values
 
 
-PERTURBATION_METRICS = ("snr_db", "mse", "mean_eta", "shared_energy")
-
-
 def _perturbation_values(frame: pd.DataFrame) -> dict:
     """Mean over seeds of the perturbation's size and input-specificity, per split."""
     values: dict = {}
-    for s in ("dev", "test"):
-        for metric in PERTURBATION_METRICS:
-            column = f"perturbation/{s}/{metric}"
+    for s in keys.SPLITS:
+        for metric in keys.PERTURBATION_METRICS:
+            column = keys.perturbation(s, metric)
             series = frame[column].dropna() if column in frame else pd.Series(dtype=float)
             values[f"{metric}_{s}"] = round(series.mean(), 4) if len(series) else np.nan
     return values
@@ -106,7 +104,7 @@ def _clean_values(config: ExperimentConfig, defences: dict) -> dict:
 
 def _dev_score(frame: pd.DataFrame, trained: list[str]) -> float:
     """Mean adversarial dev UAR over the defences trained on (lambda selection)."""
-    return float(np.mean([frame[f"{d}/dev/adv_uar"].mean() for d in trained]))
+    return float(np.mean([frame[keys.uar(d, "dev")].mean() for d in trained]))
 
 
 def _chosen_records(specs: list[AttackTrial], done: pd.DataFrame, method: str,
@@ -169,7 +167,7 @@ def tables(config: ExperimentConfig, trials: pd.DataFrame, defences: dict
         columns += ["seeds", *[f"{c}_std" for c in _uar_columns(config)]]
     table = table.reindex(columns=columns + ["status"]).reset_index(drop=True)
     size_columns = ["method", "defences", "lambda",
-                    *[f"{m}_{s}" for s in ("dev", "test") for m in PERTURBATION_METRICS],
+                    *[f"{m}_{s}" for s in keys.SPLITS for m in keys.PERTURBATION_METRICS],
                     "seeds", "status"]
     return table, sizes.reindex(columns=size_columns).reset_index(drop=True)
 
@@ -234,11 +232,9 @@ def figure2_png(storage: Path, trials: pd.DataFrame, path: Path) -> bool:
     ranked = trials.sort_values("strategy", key=lambda s: s.map(order.index))
     for trial_id, experiment in ranked[["trial_id", "tune_experiment"]].drop_duplicates() \
             .itertuples(index=False):
-        recorded = storage / experiment / trial_id / "figure2.npz"
+        recorded = storage / experiment / trial_id / FIGURE_FILE
         if recorded.exists():
-            data = np.load(recorded)
-            fig = figure2(data["real"], data["perturbation"], str(data["label"]),
-                          {k: tuple(v) for k, v in json.loads(str(data["predictions"])).items()})
+            fig = figure2(**load_figure_data(recorded))
             fig.text(0.01, 0.01, trial_id, fontsize=7)
             write_atomically(path, lambda tmp, fig=fig: save_png(fig, tmp))
             return True

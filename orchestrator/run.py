@@ -12,12 +12,12 @@ import yaml
 from trainables.atomic import write_text_atomically
 from orchestrator.config import ExperimentConfig, config_from_dict, config_to_dict, read_yaml
 from orchestrator.data_prep import PreparedData, prepare_data
-from orchestrator.grid import FIRST_WAVE, SECOND_WAVE, attack_trials, defence_trials
+from orchestrator.grid import FIRST_WAVE, SECOND_WAVE, attack_trials, defence_trials, wave
 from orchestrator.lock import RunLock
 from orchestrator.paths import cache_dir
 from orchestrator.records import write_defences, write_status
 from trainables.errors import ProjectError
-from trainables.feature_cache import load_features
+from trainables.data.feature_cache import load_features
 
 CONFIG_FILE = "config.yaml"
 
@@ -52,8 +52,7 @@ def _defence_weights(config: ExperimentConfig, prepared: PreparedData, data: dic
     dev/test UAR (name -> mean over seeds, with each seed's under ``per_seed``)."""
     from orchestrator.defence_cache import DefenceCache, defence_key
     from orchestrator.launch import run_stage
-    from trainables.tune_defence import train_defence_trial
-    from trainables.tune_io import load_checkpoint
+    from trainables.tune_defence import clean_uar, train_defence_trial, trained_defence
 
     cache = DefenceCache(cache_dir(config.data.cache_dir) / "defences")
     trials = {t.id: t for t in defence_trials(config)}
@@ -61,19 +60,17 @@ def _defence_weights(config: ExperimentConfig, prepared: PreparedData, data: dic
             for i, t in trials.items()}
     missing = [t for i, t in trials.items() if not cache.has(keys[i])]
     if missing:
-        grid = run_stage("defences", train_defence_trial, {"data": data},
-                         [vars(t) for t in missing], config, config_to_dict(config), storage,
-                         config.tune.defence_resources, resume)
+        grid = run_stage("defences", train_defence_trial,
+                         {"data": data, "settings": config.trial_settings()}, missing, config,
+                         storage, config.tune.defence_resources, resume)
         for result in grid:
-            trial = result.config["trial"]
+            trial = trials[result.config["trial"]]
             if result.error is not None or result.checkpoint is None:
-                raise ProjectError(f"training defence {trial['defence']} failed: "
+                raise ProjectError(f"training defence {trial.defence} failed: "
                                    f"{str(result.error).splitlines()[0] if result.error else 'no checkpoint'}"
                                    "; see the log above, fix it and run again with --resume")
-            state = load_checkpoint(result.checkpoint)
-            metrics = {k: result.metrics[f"{trial['defence']}/{s}/clean_uar"]
-                       for k, s in (("dev_uar", "dev"), ("test_uar", "test"))}
-            cache.store(keys[trial["id"]], state["defence"], metrics)
+            cache.store(keys[trial.id], trained_defence(result.checkpoint),
+                        clean_uar(result.metrics, trial.defence))
     weights: dict[int, dict] = {}
     per_seed: dict[str, dict] = {}
     for trial_id, trial in trials.items():
@@ -89,17 +86,16 @@ def _defence_weights(config: ExperimentConfig, prepared: PreparedData, data: dic
 
 def _final_states(grid, wanted: set[str]) -> dict[str, dict]:
     """The final stage-loop state (weights and sampler) of each finished trial in ``wanted``."""
-    from trainables.tune_io import load_checkpoint
+    from trainables.tune_attack import final_stage_state
 
     states = {}
     for result in grid:
-        trial_id = result.config["trial"]["id"]
+        trial_id = result.config["trial"]
         if trial_id not in wanted or result.error is not None or result.checkpoint is None:
             continue
-        state = load_checkpoint(result.checkpoint)
-        if int(state["iteration"]) == 0 and int(state["stage_index"]) >= 1:
-            states[trial_id] = {
-                k: state[k] for k in ("attacker", "generator", "stage_index", "iteration")}
+        state = final_stage_state(result.checkpoint)
+        if state is not None:
+            states[trial_id] = state
     return states
 
 
@@ -114,19 +110,19 @@ def _attack_grid(config: ExperimentConfig, data: dict, weights: dict, storage: P
     leaders = {t.starts_from for t in trials if t.starts_from}
     status: dict[str, str] = {}
     first_stages: dict[str, dict] = {}
-    for wave in (FIRST_WAVE, SECOND_WAVE):
-        mine = [t.as_dict() for t in trials if t.experiment == wave]
+    for experiment in (FIRST_WAVE, SECOND_WAVE):
+        mine = [t for t in trials if wave(t) == experiment]
         if not mine:
             continue
-        grid = run_stage(wave, train_attack_trial,
-                         {"data": data, "defence_weights": weights, "first_stages": first_stages},
-                         mine, config, config_to_dict(config), storage,
-                         config.tune.attack_resources, resume)
+        grid = run_stage(experiment, train_attack_trial,
+                         {"data": data, "defence_weights": weights,
+                          "settings": config.trial_settings(), "first_stages": first_stages},
+                         mine, config, storage, config.tune.attack_resources, resume)
         for result in grid:
             error = result.error
-            status[result.config["trial"]["id"]] = "ok" if error is None else \
+            status[result.config["trial"]] = "ok" if error is None else \
                 f"failed: {type(error).__name__}: {str(error).strip().splitlines()[-1][:300]}"
-        if wave == FIRST_WAVE:
+        if experiment == FIRST_WAVE:
             first_stages = _final_states(grid, leaders)
     return status
 

@@ -21,11 +21,11 @@ import json
 import numpy as np
 import pandas as pd
 
+from trainables import metric_keys as keys
+
 TRIAL_COLUMNS = ["trial_id", "strategy", "sequence", "lambda", "seed", "regulariser",
                  "starts_from", "tune_experiment", "status", "error", "stage", "global_step",
                  "defences"]
-METRIC_SUFFIXES = ("clean_uar", "adv_uar", "noise_uar", "mse", "snr_db", "mean_eta",
-                   "shared_energy")
 
 
 def tidy_trials(trials: pd.DataFrame) -> pd.DataFrame:
@@ -40,13 +40,14 @@ def tidy_trials(trials: pd.DataFrame) -> pd.DataFrame:
         .fillna(0).astype("int64")
     trained = trials.get("trained", pd.Series("", index=trials.index)).fillna("")
     frame["defences"] = [[d for d in names.split(",") if d] for names in trained]
-    metrics = [c for c in trials.columns if c.count("/") == 2 and c.endswith(METRIC_SUFFIXES)]
+    metrics = [c for c in trials.columns if keys.parse(c) is not None]
     frame[metrics] = trials[metrics]
     matrices = [json.loads(text) if isinstance(text, str) else {}
                 for text in trials.get("confusion", pd.Series(None, index=trials.index))]
     for key in sorted({k for m in matrices for k in m}):
-        frame[f"{key}/confusion"] = [m.get(key) for m in matrices]
+        frame[f"{key}/confusion"] = [m.get(key) for m in matrices]  # keys.confusion's keys
     # A run recorded before the classes were reported has none.
-    frame["classes"] = [list(c) if isinstance(c, (list, tuple, np.ndarray)) else None
+    frame["classes"] = [json.loads(c) if isinstance(c, str) else
+                        list(c) if isinstance(c, (list, tuple, np.ndarray)) else None
                         for c in trials.get("classes", pd.Series(None, index=trials.index))]
     return frame.reset_index(drop=True)

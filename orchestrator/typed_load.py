@@ -112,7 +112,10 @@ def from_dict(cls: type, data: dict, key: str = "") -> Any:
               for name, value in data.items()}
     try:
         obj = cls(**kwargs)
-    except ConfigError:
+    except ConfigError as error:
+        # A settings class names its own fields; say where it sits in the config.
+        if key:
+            raise ConfigError(f"{key}.{error}") from None
         raise
     except (TypeError, ValueError) as error:
         raise ConfigError(f"{key or 'config'}: {error}") from None

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import RAY, TINY_SPEC, cli_env, free_port
-from trainables.synthetic import ensure_corpus
+from trainables.data.synthetic import ensure_corpus
 
 
 @pytest.fixture(scope="session", autouse=True)

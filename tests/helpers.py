@@ -19,7 +19,7 @@ import soundfile
 import torch
 from torch import nn
 
-from trainables.synthetic import SyntheticSpec
+from trainables.data.settings import SyntheticSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = Path(__file__).with_name("tiny.yaml")  # every strategy, real Ray, seconds per trial

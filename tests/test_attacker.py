@@ -1,5 +1,7 @@
 """The attacker can make a small perturbation: no floor from its last batch norm."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -29,8 +31,7 @@ def test_the_default_attacker_trained_on_distortion_alone_outputs_a_near_zero_pe
     attacker = build("atrous", width=attack.width, eta_init=attack.eta_init)
     defence = build("cnn4", width=0.0625)
     plan = Plan("distortion-only", (Stage(("d",), attack.first_stage_iterations),), "none")
-    settings = LoopSettings(alpha=0.0, lr=attack.lr, lr_decay=attack.lr_decay,
-                            lr_decay_every=attack.lr_decay_every, batch_size=attack.batch_size)
+    settings = LoopSettings(replace(attack, alpha=0.0))
     StageLoop(attacker, {"d": defence}, plan, build_regulariser("none", 0.0), x, y,
               settings).run()
     assert _mean_eta(attacker, x, training=True) <= 0.02

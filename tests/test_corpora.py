@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 
 from tests.helpers import demos_folder, demos_with_neutral, write_wav
-from trainables.corpora import (CORPORA, NEUTRAL, CremaDCorpus, EmoDBCorpus, Excluded,
+from trainables.data.corpora import (CORPORA, NEUTRAL, CremaDCorpus, EmoDBCorpus, Excluded,
                                 RavdessCorpus, Utterance)
-from trainables.data import scan_corpus
+from trainables.data.scan import scan_corpus
 from trainables.errors import DataError
 
 

@@ -5,6 +5,7 @@ import torch
 
 from trainables import device
 from trainables.device import cpu_has_fast_bf16, runtime
+from trainables.settings import PerformanceSettings
 
 
 def _cpu_flags() -> set[str]:
@@ -24,11 +25,11 @@ def test_fast_bf16_is_detected_from_the_cpu_itself():
 
 
 def test_a_cpu_with_fast_bf16_gets_autocast_and_channels_last_unless_switched_off():
-    rt = runtime({"device": "cpu"})
+    rt = runtime(PerformanceSettings(device="cpu"))
     assert (rt.amp, rt.channels_last) == (cpu_has_fast_bf16(),) * 2
-    off = runtime({"device": "cpu", "amp": "off", "channels_last": False})
+    off = runtime(PerformanceSettings(device="cpu", amp="off", channels_last=False))
     assert not off.amp and not off.channels_last
-    assert not runtime({"device": "cpu", "compile": True}).compile  # CUDA only
+    assert not runtime(PerformanceSettings(device="cpu", compile=True)).compile  # CUDA only
 
 
 def test_a_cpu_without_bf16_instructions_keeps_fp32(monkeypatch):
@@ -37,5 +38,5 @@ def test_a_cpu_without_bf16_instructions_keeps_fp32(monkeypatch):
     for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
         monkeypatch.setattr(torch.cpu, probe, lambda: False, raising=False)
     assert not device.cpu_has_fast_bf16()
-    rt = runtime({"device": "cpu", "amp": "bf16", "channels_last": True})
+    rt = runtime(PerformanceSettings(device="cpu", amp="bf16", channels_last=True))
     assert not rt.amp and not rt.channels_last

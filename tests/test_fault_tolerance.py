@@ -15,7 +15,7 @@ import pandas as pd
 
 from orchestrator.grid import SECOND_WAVE
 from orchestrator.lock import RunLock
-from tests.helpers import ROOT, TINY, run_cli
+from tests.helpers import ROOT, TINY, cli_env, run_cli
 
 ONE_TRIAL = ["--set", "grid.strategies=[lifelong]", "--set", "grid.lambdas=[100.0]",
              "--set", "attack.first_stage_iterations=300", "--set", "attack.checkpoint_every=20"]
@@ -69,14 +69,13 @@ def test_a_killed_trial_worker_is_retried_from_its_checkpoint_with_the_same_resu
 
 def test_a_trial_that_keeps_failing_is_marked_and_the_rest_completes(tmp_path):
     """The failing trial is single-task CNN-4, whose final weights the clockwise transfer and
-    lifelong trials would start from: they train their first stage themselves instead."""
-    env_fail = {"SER_FAIL_TRIALS": "single-task-cnn4-seed0"}
-    os.environ.update(env_fail)
-    try:
-        result = run_cli("--config", str(TINY), "--results", str(tmp_path / "r"),
-                         "--set", "tune.max_failures=1", cwd=tmp_path, timeout=600)
-    finally:
-        os.environ.pop("SER_FAIL_TRIALS")
+    lifelong trials would start from: they train their first stage themselves instead. The
+    failure is injected by a test-only wrapper of the trainable (``tests/failing_run.py``)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.failing_run", "single-task-cnn4-seed0", "--config",
+         str(TINY), "--results", str(tmp_path / "r"), "--set", "tune.max_failures=1"],
+        cwd=tmp_path, env={**cli_env(), "PYTHONPATH": str(ROOT)}, capture_output=True,
+        text=True, timeout=600)
     assert result.returncode == 1
     assert "single-task-cnn4-seed0" in result.stdout and "--resume" in result.stdout
     table = pd.read_csv(tmp_path / "r" / "table1.csv")

@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 
 from tests.helpers import demos_folder, write_wav
-from trainables.data import scan_corpus
+from trainables.data.scan import scan_corpus
 from trainables.errors import DataError
-from trainables.feature_cache import build_feature_cache, load_features
-from trainables.features import FeatureSettings, log_mel
+from trainables.data.feature_cache import build_feature_cache, load_features
+from trainables.data.features import log_mel
+from trainables.data.settings import FeatureSettings
 
 SMALL = FeatureSettings(frames=40)
 

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from trainables.errors import DataError
-from trainables.features import FeatureSettings, band_statistics, log_mel
+from trainables.data.features import band_statistics, log_mel
+from trainables.data.settings import FeatureSettings
 
 
 def _slaney_mel_filters(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:

@@ -1,5 +1,6 @@
 from orchestrator.config import load_config
-from orchestrator.grid import FIRST_WAVE, SECOND_WAVE, attack_trials, defence_trials
+from orchestrator.grid import FIRST_WAVE, SECOND_WAVE, attack_trials, defence_trials, wave
+from trainables.stages import Plan, Stage
 
 
 def test_default_grid_reads_like_table_1():
@@ -12,8 +13,8 @@ def test_default_grid_reads_like_table_1():
               ("single-task", "multi-task", "transfer", "lifelong")}
     assert counts == {"single-task": 3, "multi-task": 3, "transfer": 2, "lifelong": 4}
     lifelong = next(t for t in trials if t.id == "lifelong-clockwise-lam1e5-seed1")
-    assert lifelong.stage_iterations == (10_000, 1_000, 1_000)
-    assert lifelong.stage_defences == (("cnn4",), ("vgg16",), ("resnet50",))
+    assert lifelong.plan == Plan("lifelong", (Stage(("cnn4",), 10_000), Stage(("vgg16",), 1_000),
+                                              Stage(("resnet50",), 1_000)), "ewc")
     assert lifelong.rows()[1] == ("lifelong", ("cnn4", "vgg16"))
     assert lifelong.rows()[2] == ("lifelong", ("cnn4", "vgg16", "resnet50"))
     multi = {t.defences for t in per_seed if t.strategy == "multi-task"}
@@ -40,20 +41,20 @@ def test_transfer_and_lifelong_start_from_the_single_task_trial_on_their_first_d
     trials = {t.id: t for t in attack_trials(load_config(None, []))}
     assert trials["lifelong-clockwise-lam1e4-seed0"].starts_from == "single-task-cnn4-seed0"
     assert trials["transfer-counterclockwise-seed0"].starts_from == "single-task-resnet50-seed0"
-    assert trials["transfer-clockwise-seed0"].experiment == SECOND_WAVE
-    assert all(t.experiment == FIRST_WAVE for t in trials.values()
+    assert wave(trials["transfer-clockwise-seed0"]) == SECOND_WAVE
+    assert all(wave(t) == FIRST_WAVE for t in trials.values()
                if t.strategy in ("single-task", "multi-task"))
     assert all(t.in_table for t in trials.values())
     unshared = attack_trials(load_config(None, ["grid.share_first_stage=false"]))
     assert [t.id for t in unshared] == list(trials)
-    assert all(not t.starts_from and t.experiment == FIRST_WAVE for t in unshared)
+    assert all(not t.starts_from and wave(t) == FIRST_WAVE for t in unshared)
 
 
 def test_without_a_single_task_trial_a_helper_trains_the_shared_first_stage():
     trials = attack_trials(load_config(None, ["grid.strategies=[transfer, lifelong]"]))
     helpers = [t for t in trials if not t.in_table]
     assert [t.id for t in helpers] == ["first-stage-cnn4-seed0", "first-stage-resnet50-seed0"]
-    assert helpers[0].stage_iterations == (10_000,) and helpers[0].regulariser == "none"
+    assert helpers[0].plan == Plan("single-task", (Stage(("cnn4",), 10_000),), "none")
     assert all(t.starts_from.startswith("first-stage-") for t in trials if t.in_table)
     # One trial per first stage: nothing to share, no helper.
     alone = attack_trials(load_config(None, ["grid.strategies=[lifelong]", "grid.lambdas=[1e4]"]))

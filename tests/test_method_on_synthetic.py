@@ -5,16 +5,19 @@ import pytest
 import torch
 
 from orchestrator.paths import cache_dir
-from trainables.data import scan_corpus
-from trainables.defence_training import DefenceSettings, DefenceTrainer
+from trainables.data.scan import scan_corpus
+from trainables.defence_training import DefenceTrainer
+from trainables.settings import DefenceTrainingSettings
 from trainables.evaluation import evaluate
-from trainables.feature_cache import build_feature_cache, load_features
-from trainables.features import FeatureSettings
+from trainables.data.feature_cache import build_feature_cache, load_features
+from trainables.data.settings import FeatureSettings
 from trainables.models import build
 from trainables.regularisers import build_regulariser
+from trainables.settings import AttackSettings
 from trainables.stage_loop import LoopSettings, StageLoop
 from trainables.stages import make_plan
-from trainables.synthetic import SyntheticSpec, ensure_corpus
+from trainables.data.synthetic import ensure_corpus
+from trainables.data.settings import SyntheticSpec
 
 SPEC = SyntheticSpec(speakers=12, utterances_per_emotion=4, min_seconds=1.0, max_seconds=2.0)
 
@@ -34,7 +37,7 @@ def defence(splits):
     torch.manual_seed(0)
     model = build("cnn4", width=0.125)
     DefenceTrainer(model, splits["train"], splits["dev"],
-                   DefenceSettings(iterations=300, eval_every=50, lr=3e-3)).run()
+                   DefenceTrainingSettings(iterations=300, eval_every=50, lr=3e-3)).run()
     return model
 
 
@@ -48,7 +51,7 @@ def test_the_attacker_lowers_the_defences_uar(defence, splits):
     attacker = build("atrous", width=0.125)
     loop = StageLoop(attacker, {"cnn4": defence}, make_plan("single-task", ("cnn4",), 150, 0),
                      build_regulariser("none"), *splits["train"],
-                     LoopSettings(lr=3e-3, alpha=0.5, batch_size=32))
+                     LoopSettings(AttackSettings(lr=3e-3, alpha=0.5, batch_size=32)))
     loop.run()
     metrics = evaluate(attacker, {"cnn4": defence}, {"test": splits["test"]})
     assert metrics["cnn4/test/adv_uar"] < 0.7 * metrics["cnn4/test/clean_uar"]

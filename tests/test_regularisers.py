@@ -11,6 +11,7 @@ from trainables.losses import attack_loss
 from trainables.regularisers import StageEnd, build_regulariser
 from trainables.regularisers.base import parameters_of
 from trainables.regularisers.importance import minibatch_fisher, per_sample_fisher
+from trainables.settings import AttackSettings, LifelongSettings
 from trainables.stage_loop import LoopCallbacks, LoopSettings, StageLoop
 from trainables.stages import make_plan
 
@@ -62,7 +63,8 @@ def train_two_tasks(regulariser: str, strength: float) -> float:
     plan = make_plan("lifelong", ("a", "b"), 150, 150, regulariser)
     loop = StageLoop(attacker, defences, plan,
                      build_regulariser(regulariser if regulariser != "none" else "none", strength),
-                     x, y, LoopSettings(alpha=0.9, lr=3e-2, batch_size=64, fisher_samples=256))
+                     x, y, LoopSettings(AttackSettings(alpha=0.9, lr=3e-2, batch_size=64),
+                                          LifelongSettings(fisher_samples=256)))
     loop.run()
     attacker.eval()
     with torch.no_grad():
@@ -124,7 +126,7 @@ def test_si_integrates_every_step_of_every_stage_from_the_stage_start():
     plan = make_plan("lifelong", ("a", "b"), 3, 3, "si")
     si = build_regulariser("si", 1.0, xi=1e-3)
     loop = StageLoop(TinyAttacker(), {"a": defence(1), "b": defence(2)}, plan, si, x, y,
-                     LoopSettings(alpha=0.5, lr=1e-2, batch_size=16, seed=1))
+                     LoopSettings(AttackSettings(alpha=0.5, lr=1e-2, batch_size=16), seed=1))
     steps: list[dict] = []  # one per optimiser step: before, gradient, after
 
     def before(optimiser, *_):

@@ -21,10 +21,11 @@ import pandas as pd
 import pytest
 
 from orchestrator.config import ExperimentConfig
-from orchestrator.grid import attack_trials
+from orchestrator.grid import attack_trials, wave
 from orchestrator.records import write_defences, write_status
 from orchestrator.reporter import write_report
 from tests.test_lambda_selection import lambda_trials
+from trainables.figures import FIGURE_FILE, save_figure_data
 
 REPORT_FILES = ("trials.parquet", "table1.csv", "perturbation.csv", "lambda_sweep.csv",
                 "lambda_sweep.png", "figure2.png", "findings.md")
@@ -39,17 +40,17 @@ def recorded_run(root: Path) -> tuple[ExperimentConfig, Path, Path]:
     specs = {t.id: t for t in attack_trials(config)}
     metrics = [c for c in trials.columns if "/" in c]
     for trial_id, records in trials.groupby("trial_id"):
-        folder = storage / specs[trial_id].experiment / trial_id
+        folder = storage / wave(specs[trial_id]) / trial_id
         folder.mkdir(parents=True)
         lines = [json.dumps({"kind": "stage", "stage": int(r["stage"]),
                              **{m: float(r[m]) for m in metrics}})
                  for _, r in records.iterrows()]
         (folder / "result.json").write_text("\n".join(lines) + "\n")
     lifelong = next(t for t in specs.values() if t.strategy == "lifelong")
-    np.savez(storage / lifelong.experiment / lifelong.id / "figure2.npz",
-             real=np.zeros((64, 64), np.float32), perturbation=np.full((64, 64), 0.1, np.float32),
-             label="anger", predictions=json.dumps({d: ["anger", "fear"]
-                                                    for d in config.defences}))
+    save_figure_data(storage / wave(lifelong) / lifelong.id / FIGURE_FILE,
+                     real=np.zeros((64, 64), np.float32),
+                     perturbation=np.full((64, 64), 0.1, np.float32), label="anger",
+                     predictions={d: ("anger", "fear") for d in config.defences})
     write_status(results, {t: "ok" for t in specs})
     write_defences(results, defences)
     return config, results, storage

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orchestrator.config import ExperimentConfig, config_to_dict, load_config
+from orchestrator.config import ExperimentConfig, load_config
 from orchestrator.grid import attack_trials, defence_trials
 from orchestrator.launch import run_stage
 from tests.helpers import TINY
@@ -113,7 +113,8 @@ def run_trial(kind: str, config: ExperimentConfig, storage: Path, resume: bool =
                    .state_dict() for name, spec in config.defences.items()}
         function = crash_once_after_first_checkpoint(train_attack_trial,
                                                      "trainables.tune_attack")
-        parameters = {"data": data, "defence_weights": {trial.seed: weights}}
+        parameters = {"data": data, "defence_weights": {trial.seed: weights},
+                      "settings": config.trial_settings()}
         resources = config.tune.attack_resources
     else:
         from trainables.tune_defence import train_defence_trial
@@ -121,11 +122,9 @@ def run_trial(kind: str, config: ExperimentConfig, storage: Path, resume: bool =
         trial = defence_trials(config)[0]
         function = crash_once_after_first_checkpoint(train_defence_trial,
                                                      "trainables.tune_defence")
-        parameters = {"data": data}
+        parameters = {"data": data, "settings": config.trial_settings()}
         resources = config.tune.defence_resources
-    grid = run_stage(kind, function, parameters, [trial.as_dict() if kind == "attack"
-                                                  else vars(trial)],
-                     config, config_to_dict(config), storage, resources, resume)
+    grid = run_stage(kind, function, parameters, [trial], config, storage, resources, resume)
     return grid[0], trial.id
 
 

@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from trainables.errors import DataError
-from trainables.splits import SplitSpec, assign_splits, speaker_lists
+from trainables.data.splits import assign_splits, speaker_lists
+from trainables.data.settings import SplitSpec
 
 CLASSES = ("a", "b", "c")
 

@@ -5,11 +5,13 @@ import torch
 
 from tests.helpers import TinyAttacker, data, defence
 from trainables.regularisers import build_regulariser
+from trainables.settings import AttackSettings, LifelongSettings
 from trainables.stage_loop import LoopCallbacks, LoopSettings, StageLoop
 from trainables.stages import make_plan
 
-SETTINGS = LoopSettings(alpha=0.5, lr=1e-2, lr_decay=0.5, lr_decay_every=7, batch_size=8,
-                        log_every=5, fisher_samples=32, fisher_batch_size=8, seed=3)
+SETTINGS = LoopSettings(AttackSettings(alpha=0.5, lr=1e-2, lr_decay=0.5, lr_decay_every=7,
+                                       batch_size=8, log_every=5),
+                        LifelongSettings(fisher_samples=32, fisher_batch_size=8), seed=3)
 
 
 def new_loop(strategy="lifelong", regulariser="ewc"):
@@ -92,8 +94,8 @@ def test_bf16_autocast_and_channels_last_train_with_fp32_weights_and_fisher():
     x = torch.randn(32, 1, 16, 16).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 7, (32,))
     defences = {"a": build("cnn4", width=0.0625).eval()}
-    settings = LoopSettings(lr=1e-2, batch_size=8, log_every=5, fisher_samples=8,
-                            fisher_batch_size=4, amp=True)
+    settings = LoopSettings(AttackSettings(lr=1e-2, batch_size=8, log_every=5),
+                            LifelongSettings(fisher_samples=8, fisher_batch_size=4), amp=True)
     loop = StageLoop(build("atrous", width=0.125), defences,
                      make_plan("lifelong", ("a", "a"), 10, 5), build_regulariser("ewc", 10.0),
                      x, y, settings)
@@ -118,7 +120,8 @@ def test_compiled_training_follows_the_eager_trajectory():
         torch.manual_seed(2)
         loop = StageLoop(build("atrous", width=0.125), {"a": defence},
                          make_plan("single-task", ("a",), 6, 0), build_regulariser("none"), x, y,
-                         LoopSettings(lr=1e-2, batch_size=8, log_every=3, compile=compile_))
+                         LoopSettings(AttackSettings(lr=1e-2, batch_size=8, log_every=3),
+                                      compile=compile_))
         logs = []
         loop.run(LoopCallbacks(on_log=logs.append))
         return [e["attack_loss"] for e in logs], loop.state_dict()["attacker"]

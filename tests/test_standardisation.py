@@ -13,9 +13,9 @@ import pytest
 import soundfile
 
 from tests.helpers import demos_folder
-from trainables.data import scan_corpus
-from trainables.feature_cache import FeatureSet, build_feature_cache, load_features
-from trainables.features import FeatureSettings
+from trainables.data.scan import scan_corpus
+from trainables.data.feature_cache import FeatureSet, build_feature_cache, load_features
+from trainables.data.settings import FeatureSettings
 
 SMALL = FeatureSettings(frames=40)
 GAIN = 4.0  # test speakers' recordings are this much louder

@@ -5,8 +5,9 @@ import numpy as np
 import soundfile
 
 from tests.helpers import TINY_SPEC
-from trainables.data import scan_corpus
-from trainables.synthetic import SyntheticSpec, generate
+from trainables.data.scan import scan_corpus
+from trainables.data.synthetic import generate
+from trainables.data.settings import SyntheticSpec
 
 
 def _digest(folder) -> dict[str, str]:
@@ -36,7 +37,7 @@ def test_corpus_reads_as_demos_with_every_class_and_both_genders(tiny_corpus):
 
 
 def test_emotions_differ_in_pitch_and_loudness(tmp_path):
-    from trainables.synthetic import make_speaker, synthesise
+    from trainables.data.synthetic import make_speaker, synthesise
     speaker = make_speaker(0, seed=0)
     loud = {e: [] for e in ("anger", "sadness")}
     for emotion in loud:
@@ -52,7 +53,7 @@ def test_a_dead_generation_leaves_no_temporary_corpus_behind(tmp_path):
     import socket
     import subprocess
 
-    from trainables.synthetic import ensure_corpus
+    from trainables.data.synthetic import ensure_corpus
 
     ended = subprocess.Popen(["true"])  # its pid no longer runs once waited for
     ended.wait()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -12,29 +11,21 @@ from torch.nn import functional as F
 
 from trainables.evaluation import predict
 from trainables.metrics import uar
-
-
-@dataclass(frozen=True)
-class DefenceSettings:
-    iterations: int = 4000
-    batch_size: int = 32
-    lr: float = 1e-3
-    eval_every: int = 250
-    balanced: bool = True  # sample classes equally often (DEMoS is imbalanced)
-    seed: int = 0
-    amp: bool = False
+from trainables.settings import DefenceTrainingSettings
 
 
 class DefenceTrainer:
     """Trains ``model`` on in-memory tensors; keeps the weights with the best dev UAR.
-    Checkpointable at any evaluation point (``state_dict``/``load_state_dict``)."""
+    Checkpointable at any evaluation point (``state_dict``/``load_state_dict``). ``seed`` draws
+    the minibatches; ``amp``: bf16 autocast (the weights and the loss stay fp32)."""
 
     def __init__(self, model: nn.Module, train: tuple[torch.Tensor, torch.Tensor],
                  dev: tuple[torch.Tensor, torch.Tensor],
-                 settings: DefenceSettings = DefenceSettings()) -> None:
-        self.model, self.settings = model, settings
+                 settings: DefenceTrainingSettings = DefenceTrainingSettings(), seed: int = 0,
+                 amp: bool = False) -> None:
+        self.model, self.settings, self.amp = model, settings, amp
         (self.x, self.y), self.dev = train, dev
-        self.generator = torch.Generator(device=self.y.device).manual_seed(settings.seed)
+        self.generator = torch.Generator(device=self.y.device).manual_seed(seed)
         counts = torch.bincount(self.y, minlength=int(self.y.max()) + 1).float()
         weights = (1.0 / counts.clamp(min=1))[self.y] if settings.balanced else \
             torch.ones(len(self.y), device=self.y.device)
@@ -52,7 +43,7 @@ class DefenceTrainer:
 
     def evaluate(self) -> float:
         self.model.eval()
-        with torch.autocast(self.x.device.type, dtype=torch.bfloat16, enabled=self.settings.amp):
+        with torch.autocast(self.x.device.type, dtype=torch.bfloat16, enabled=self.amp):
             score = uar(self.dev[1].cpu().numpy(), predict(self.model, self.dev[0]))
         self.model.train()
         if score > self.best_uar:
@@ -67,7 +58,7 @@ class DefenceTrainer:
         while self.iteration < self.settings.iterations:
             x, y = self._batch()
             with torch.autocast(self.x.device.type, dtype=torch.bfloat16,
-                                enabled=self.settings.amp):
+                                enabled=self.amp):
                 loss = F.nll_loss(self.model(x).float(), y)
             self.optimiser.zero_grad(set_to_none=True)
             loss.backward()

@@ -1,10 +1,12 @@
-"""Device and speed settings inside a trial: one place that reads the performance config."""
+"""Device and speed inside a trial: what the performance settings mean on this machine."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+
+from trainables.settings import PerformanceSettings
 
 
 @dataclass(frozen=True)
@@ -31,29 +33,27 @@ def cpu_has_fast_bf16() -> bool:
     return any(bool(getattr(torch.cpu, probe, lambda: False)()) for probe in probes)
 
 
-def runtime(performance: dict, cpus: float = 1.0) -> Runtime:
-    """Pick the device and apply thread and cuDNN settings from the ``performance`` config.
+def runtime(performance: PerformanceSettings, cpus: float = 1.0) -> Runtime:
+    """Pick the device and apply thread and cuDNN settings.
 
     On CPU a trial uses as many threads as its Ray CPU resources (so packed trials do not
     oversubscribe the cores), or ``threads_per_trial`` when set. ``amp: bf16`` and
     ``channels_last`` take effect on CUDA and on a CPU with fast bf16, and are ignored elsewhere.
     ``compile`` applies on CUDA only.
     """
-    wanted = performance.get("device", "auto")
-    cuda = torch.cuda.is_available() and wanted in ("auto", "cuda")
-    if wanted == "cuda" and not torch.cuda.is_available():
+    cuda = torch.cuda.is_available() and performance.device in ("auto", "cuda")
+    if performance.device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("performance.device is cuda but no CUDA device is visible")
-    threads = int(performance.get("threads_per_trial") or max(1, round(cpus)))
-    torch.set_num_threads(threads)
+    torch.set_num_threads(performance.threads_per_trial or max(1, round(cpus)))
     if cuda:
-        torch.backends.cudnn.benchmark = bool(performance.get("cudnn_benchmark", True))
+        torch.backends.cudnn.benchmark = performance.cudnn_benchmark
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     fast = cuda or cpu_has_fast_bf16()
     return Runtime(device=torch.device("cuda" if cuda else "cpu"),
-                   amp=fast and performance.get("amp", "bf16") == "bf16",
-                   channels_last=fast and bool(performance.get("channels_last", True)),
-                   compile=cuda and bool(performance.get("compile", False)))
+                   amp=fast and performance.amp == "bf16",
+                   channels_last=fast and performance.channels_last,
+                   compile=cuda and performance.compile)
 
 
 def place(module: torch.nn.Module, rt: Runtime) -> torch.nn.Module:

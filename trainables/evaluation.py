@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from trainables import metric_keys as keys
 from trainables.metrics import confusion_matrix, uar
 
 Split = tuple[torch.Tensor, torch.Tensor]
@@ -112,16 +113,16 @@ def _evaluate_split(attacker: nn.Module | None, defences: Mapping[str, nn.Module
     if attacker is not None:
         adversarial, noise, size = adversarial_predictions(attacker, defences, x, batch_size,
                                                            noise_seed)
-        for key, value in size.items():
-            metrics[f"perturbation/{split}/{key}"] = value
+        for metric, value in size.items():
+            metrics[keys.perturbation(split, metric)] = value
     for name, model in defences.items():
-        key = f"{name}/{split}"
-        if key not in clean_cache:
-            clean_cache[key] = predict(model, x, batch_size)
-        metrics[f"{key}/clean_uar"] = uar(truth, clean_cache[key])
+        cached = keys.confusion(name, split)  # one entry per defence and split
+        if cached not in clean_cache:
+            clean_cache[cached] = predict(model, x, batch_size)
+        metrics[keys.uar(name, split, "clean_uar")] = uar(truth, clean_cache[cached])
         if attacker is not None:
-            metrics[f"{key}/adv_uar"] = uar(truth, adversarial[name])
-            metrics[f"{key}/noise_uar"] = uar(truth, noise[name])
-        shown = adversarial.get(name, clean_cache[key])
-        confusion[key] = confusion_matrix(truth, shown, num_classes).tolist()
+            metrics[keys.uar(name, split, "adv_uar")] = uar(truth, adversarial[name])
+            metrics[keys.uar(name, split, "noise_uar")] = uar(truth, noise[name])
+        shown = adversarial.get(name, clean_cache[cached])
+        confusion[cached] = confusion_matrix(truth, shown, num_classes).tolist()
     return metrics

@@ -3,6 +3,7 @@ with each defence's prediction on the real and the adversarial input."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
 import matplotlib
@@ -10,6 +11,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+# Figure 2's data, kept in a finished attack trial's folder for the report.
+FIGURE_FILE = "figure2.npz"
 
 
 def figure2(real: np.ndarray, perturbation: np.ndarray, label: str,
@@ -39,6 +43,23 @@ def figure_to_array(fig: plt.Figure) -> np.ndarray:
     image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
     plt.close(fig)
     return image
+
+
+def save_figure_data(path, real: np.ndarray, perturbation: np.ndarray, label: str,
+                     predictions: Mapping[str, tuple[str, str]]) -> None:
+    """Write ``figure2``'s arguments to ``path`` (``FIGURE_FILE``), read by ``load_figure_data``."""
+    with open(path, "wb") as handle:  # a handle: np.savez would add ".npz" to a bare name
+        np.savez(handle, real=real, perturbation=perturbation, label=label,
+                 predictions=json.dumps(predictions))
+
+
+def load_figure_data(path) -> dict:
+    """``figure2``'s arguments as ``save_figure_data`` wrote them."""
+    with np.load(path) as data:
+        return {"real": data["real"], "perturbation": data["perturbation"],
+                "label": str(data["label"]),
+                "predictions": {k: tuple(v)
+                                for k, v in json.loads(str(data["predictions"])).items()}}
 
 
 def save_png(fig: plt.Figure, path) -> None:

@@ -24,24 +24,21 @@ from torch import nn
 
 from trainables.losses import attack_loss
 from trainables.regularisers import Regulariser, StageEnd
+from trainables.settings import AttackSettings, LifelongSettings
 from trainables.stages import Plan, Stage
 
 
 @dataclass(frozen=True)
 class LoopSettings:
-    """Optimisation settings of the stage loop (DESIGN.md section 2)."""
+    """What the stage loop runs with: the attack's schedule and the regulariser's importance
+    estimate (declared in ``trainables.settings``), the trial's seed, and the runtime's
+    numerics (bf16 autocast, on CUDA or a CPU with fast bf16; parameters, losses and the Fisher
+    stay fp32)."""
 
-    alpha: float = 0.02
-    margin_reduction: str = "mean"  # "sum": the margin weighs batch_size times more (losses.py)
-    lr: float = 1e-4
-    lr_decay: float = 0.9
-    lr_decay_every: int = 1000
-    batch_size: int = 32
-    log_every: int = 100
-    fisher_samples: int = 1024
-    fisher_batch_size: int = 64
+    attack: AttackSettings = AttackSettings()
+    lifelong: LifelongSettings = LifelongSettings()
     seed: int = 0
-    amp: bool = False  # bf16 autocast (CUDA); parameters, losses and the Fisher stay fp32
+    amp: bool = False
     compile: bool = False  # torch.compile the attacker's training forward pass
 
 
@@ -99,35 +96,35 @@ class StageLoop:
         return done + self.iteration
 
     def _new_optimiser(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.attacker.parameters(), lr=self.settings.lr)
+        return torch.optim.Adam(self.attacker.parameters(), lr=self.settings.attack.lr)
 
     def lr_at(self, iteration: int) -> float:
         """The stage's learning rate at ``iteration`` (step decay)."""
-        s = self.settings
+        s = self.settings.attack
         return s.lr * s.lr_decay ** (iteration // s.lr_decay_every)
 
     def stage_loss(self, stage: Stage) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor],
                                                     torch.Tensor]:
         """Per-sample attack loss ``(eta, x, y) -> (B,)`` of ``stage``."""
-        s = self.settings
+        s = self.settings.attack
         return partial(attack_loss, defences=[self.defences[d] for d in stage.defences],
-                       alpha=s.alpha,
-                       margin_scale=s.batch_size if s.margin_reduction == "sum" else 1.0)
+                       alpha=s.alpha, margin_scale=s.margin_scale)
 
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        index = torch.randint(len(self.train_x), (self.settings.batch_size,),
+        index = torch.randint(len(self.train_x), (self.settings.attack.batch_size,),
                               generator=self.generator, device=self.device)
         return self.train_x[index], self.train_y[index]
 
     def _importance_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        s = self.settings
+        s, importance = self.settings, self.settings.lifelong
         # A generator of their own, seeded by (seed, stage): the minibatch stream stays the same
         # whatever the regulariser, so plans that share a first stage share its whole state.
         seed = int(np.random.SeedSequence([s.seed, self.stage_index]).generate_state(1)[0])
         generator = torch.Generator(device=self.device).manual_seed(seed)
         order = torch.randperm(len(self.train_x), generator=generator,
-                               device=self.device)[: s.fisher_samples]
-        return [(self.train_x[i], self.train_y[i]) for i in order.split(s.fisher_batch_size)]
+                               device=self.device)[: importance.fisher_samples]
+        return [(self.train_x[i], self.train_y[i])
+                for i in order.split(importance.fisher_batch_size)]
 
     def step(self, loss_fn) -> None:
         """One optimisation step; keeps the logged values on the device (no host sync)."""
@@ -171,7 +168,7 @@ class StageLoop:
             while self.iteration < stage.iterations:
                 self.step(loss_fn)
                 self.iteration += 1
-                if self.iteration % self.settings.log_every == 0 or \
+                if self.iteration % self.settings.attack.log_every == 0 or \
                         self.iteration == stage.iterations:
                     self._log(callbacks.on_log)
                 if callbacks.on_step and self.iteration < stage.iterations:

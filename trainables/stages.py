@@ -3,8 +3,12 @@ plus the name of a regulariser. One loop (``trainables.stage_loop``) trains them
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import typing
 from dataclasses import dataclass
+from typing import Literal
+
+Strategy = Literal["single-task", "multi-task", "transfer", "lifelong"]
+STRATEGIES: tuple[str, ...] = typing.get_args(Strategy)
 
 
 @dataclass(frozen=True)
@@ -13,12 +17,6 @@ class Stage:
 
     defences: tuple[str, ...]
     iterations: int
-
-
-def trained_after(stage_defences: Sequence[tuple[str, ...]], stage: int) -> tuple[str, ...]:
-    """The defences attacked in stages ``0..stage``, in training order, each once: what the
-    attacker has been trained on when stage ``stage`` ends (its Table-1 row's defences)."""
-    return tuple(dict.fromkeys(d for defences in stage_defences[: stage + 1] for d in defences))
 
 
 @dataclass(frozen=True)
@@ -30,8 +28,9 @@ class Plan:
     regulariser: str = "none"
 
     def trained_after(self, stage: int) -> tuple[str, ...]:
-        """The defences attacked up to the end of stage ``stage``."""
-        return trained_after([s.defences for s in self.stages], stage)
+        """The defences attacked in stages ``0..stage``, in training order, each once: what the
+        attacker has been trained on when stage ``stage`` ends (its Table-1 row's defences)."""
+        return tuple(dict.fromkeys(d for s in self.stages[: stage + 1] for d in s.defences))
 
 
 def single_task(defence: str, iterations: int) -> Plan:
@@ -69,5 +68,4 @@ def make_plan(strategy: str, defences: tuple[str, ...], first: int, later: int,
         return transfer(defences, first, later)
     if strategy == "lifelong":
         return lifelong(defences, first, later, regulariser)
-    raise ValueError(f"unknown strategy {strategy!r}; allowed: single-task, multi-task, "
-                     "transfer, lifelong")
+    raise ValueError(f"unknown strategy {strategy!r}; allowed: {', '.join(STRATEGIES)}")

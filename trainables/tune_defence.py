@@ -1,34 +1,52 @@
-"""The Ray Tune trainable that trains one defence (config in; metrics and checkpoints out)."""
+"""The Ray Tune trainable that trains one defence, and the readers of what it leaves that the
+driver needs."""
 
 from __future__ import annotations
 
 import torch
+from ray import tune
 
-from trainables.defence_training import DefenceSettings, DefenceTrainer
+from trainables import metric_keys as keys
+from trainables.defence_training import DefenceTrainer
 from trainables.device import place, runtime
 from trainables.evaluation import evaluate
 from trainables.models import build
-from trainables.tune_io import report, restore, split_tensors
+from trainables.settings import TrialSettings
+from trainables.trials import DefenceTrial
+from trainables.tune_io import load_checkpoint, report, restore, split_tensors
 
 
-def train_defence_trial(config: dict, data: dict) -> None:
-    """``config["trial"]``: a ``DefenceTrial`` as a dict; ``config["experiment"]``: the run's
-    config. ``data``: standardised features per split (from the object store)."""
-    trial, experiment = config["trial"], config["experiment"]
-    rt = runtime(experiment["performance"], experiment["tune"]["defence_resources"]["cpu"])
-    torch.manual_seed(trial["seed"])
-    spec = experiment["defences"][trial["defence"]]
-    model = place(build(spec["model"], num_classes=len(data["classes"]), width=spec["width"]), rt)
-    splits = {s: split_tensors(data, s, rt) for s in ("train", "dev", "test")}
-    settings = DefenceSettings(**experiment["defence_training"], seed=trial["seed"], amp=rt.amp)
-    trainer = DefenceTrainer(model, splits["train"], splits["dev"], settings)
+def train_defence_trial(config: dict, data: dict, settings: TrialSettings,
+                        trials: dict[str, DefenceTrial]) -> None:
+    """``config["trial"]``: the id of this trial's spec in ``trials``; ``data``: standardised features per split (from
+    the object store). Reports dev UAR at every evaluation point with a checkpoint, and at the
+    end the clean UAR of the selected weights (``clean_uar``) with them in the checkpoint."""
+    trial = trials[config["trial"]]
+    rt = runtime(settings.performance, settings.defence_cpus)
+    torch.manual_seed(trial.seed)
+    spec = settings.defences[trial.defence]
+    model = place(build(spec.model, num_classes=len(data["classes"]), width=spec.width), rt)
+    splits = {s: split_tensors(data, s, rt) for s in ("train", *keys.SPLITS)}
+    trainer = DefenceTrainer(model, splits["train"], splits["dev"], settings.defence_training,
+                             seed=trial.seed, amp=rt.amp)
     state = restore()
     if state is not None:
         trainer.load_state_dict(state)
     trainer.run(lambda metrics, t: report({**metrics, "finished": False}, t.state_dict()))
-    final = evaluate(None, {trial["defence"]: model}, {"dev": splits["dev"], "test": splits["test"]},
+    final = evaluate(None, {trial.defence: model}, {s: splits[s] for s in keys.SPLITS},
                      amp=rt.amp)
     final.pop("confusion")
     report({**final, "iteration": trainer.iteration, "best_iteration": trainer.best_iteration,
             "best_dev_uar": trainer.best_uar, "finished": True},
            {**trainer.state_dict(), "defence": model.state_dict()})
+
+
+def trained_defence(checkpoint: tune.Checkpoint) -> dict:
+    """The selected weights (a ``state_dict``) in a finished defence trial's checkpoint."""
+    return load_checkpoint(checkpoint)["defence"]
+
+
+def clean_uar(metrics: dict, defence: str) -> dict[str, float]:
+    """``{"dev_uar": ..., "test_uar": ...}`` from a finished defence trial's last report."""
+    return {f"{split}_uar": metrics[keys.uar(defence, split, "clean_uar")]
+            for split in keys.SPLITS}

@@ -8,7 +8,7 @@ import numpy as np
 import soundfile
 
 from trainables.errors import DataError
-from trainables.features import check_audio
+from trainables.data.features import check_audio
 
 
 def read_audio(path: str | Path) -> tuple[np.ndarray, int]:

@@ -23,10 +23,11 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from trainables.atomic import write_atomically
-from trainables.audio_io import read_audio
+from trainables.data.audio_io import read_audio
 from trainables.errors import DataError
-from trainables.features import FeatureSettings, band_statistics, log_mel
-from trainables.splits import missing_classes, speaker_lists
+from trainables.data.features import band_statistics, log_mel
+from trainables.data.settings import FeatureSettings
+from trainables.data.splits import missing_classes, speaker_lists
 
 FORMAT_VERSION = 1
 

@@ -13,7 +13,6 @@ Files are named as DEMoS names them (``PR_f_03_gio12a.wav``), so the DEMoS adapt
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -25,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from trainables.corpora import DemosCorpus
+from trainables.data.corpora import DemosCorpus
+from trainables.data.settings import SyntheticSpec
 
 # Emotion profiles: pitch scale, pitch range (semitones), contour slope over the utterance
 # (semitones), syllables per second, loudness (dB), spectral tilt (one-pole low-pass
@@ -51,22 +51,6 @@ VOWELS = np.array([[730, 1090, 2440, 3400], [530, 1840, 2480, 3500], [270, 2290,
                    [570, 840, 2410, 3300], [300, 870, 2240, 3300]], dtype=float)
 BANDWIDTHS = np.array([80, 100, 140, 200], dtype=float)
 CODES = {emotion: code for code, emotion in DemosCorpus.codes.items()}
-
-
-@dataclass(frozen=True)
-class SyntheticSpec:
-    """Size and difficulty of the generated corpus. Speakers alternate female and male."""
-
-    speakers: int = 24
-    utterances_per_emotion: int = 6  # per speaker
-    min_seconds: float = 2.0
-    max_seconds: float = 7.0
-    variability: float = 1.0  # scales every per-utterance deviation: higher is harder
-    seed: int = 0
-    sample_rate: int = 16_000
-
-    def key(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from trainables.corpora import (AUDIO_SUFFIXES, CORPORA, CORPUS_KINDS, CremaDCorpus,
+from trainables.data.corpora import (AUDIO_SUFFIXES, CORPORA, CORPUS_KINDS, CremaDCorpus,
                                 CorpusAdapter, DemosCorpus, Excluded)
 from trainables.errors import DataError
-from trainables.splits import SplitSpec, assign_splits
+from trainables.data.splits import assign_splits
+from trainables.data.settings import SplitSpec
 
 COLUMNS = ["path", "speaker", "gender", "emotion", "label", "split"]
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from trainables.data.settings import SplitSpec
 from trainables.errors import DataError
 
 if TYPE_CHECKING:
@@ -17,23 +17,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
 SPLITS = ("train", "dev", "test")
-
-
-@dataclass(frozen=True)
-class SplitSpec:
-    """How speakers are divided into train/dev/test.
-
-    ``speakers_per_gender`` (e.g. ``{"f": [9, 7, 7], "m": [18, 18, 9]}``, the DEMoS split of the
-    paper's authors' later work) takes precedence over ``fractions``; ``file`` (a JSON file
-    ``{"train": [speakers], "dev": [...], "test": [...]}``, as every run writes) over both.
-    """
-
-    fractions: tuple[float, float, float] = (0.4, 0.35, 0.25)
-    speakers_per_gender: dict[str, tuple[int, int, int]] | None = None
-    file: str | None = None
-    seed: int = 0
-    # Redraws tried when a split lacks a class; deterministic from the seed.
-    max_attempts: int = field(default=200, repr=False)
 
 
 def _counts(n: int, fractions: tuple[float, float, float]) -> list[int]:

@@ -1,0 +1,60 @@
+"""The name of everything a trial reports, in one place: the workers build the keys here and the
+driver (progress lines, records, report) finds and parses them here.
+
+A metric key is ``<subject>/<split>/<name>``: a defence's UAR (``cnn4/dev/adv_uar``, in [0, 1])
+or the perturbation's size (``perturbation/test/snr_db``). Every report also carries ``kind``:
+``train`` (losses, every ``log_every`` iterations), ``checkpoint``, or ``stage`` (the full
+evaluation after a stage, the records Table 1 is built from).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SPLITS = ("dev", "test")  # the evaluated splits (train is never evaluated)
+UAR_KINDS = ("clean_uar", "adv_uar", "noise_uar")  # noise: the shuffled-positions control
+PERTURBATION = "perturbation"
+PERTURBATION_METRICS = ("snr_db", "mse", "mean_eta", "shared_energy")
+
+KIND = "kind"
+TRAIN, CHECKPOINT, STAGE = "train", "checkpoint", "stage"
+# Mean adversarial dev UAR over the defences attacked so far: what ASHA minimises.
+SCORE = "score"
+STEP = "global_step"
+
+
+@dataclass(frozen=True)
+class MetricKey:
+    """A parsed key: ``subject`` is a defence's name or ``perturbation``."""
+
+    subject: str
+    split: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.subject}/{self.split}/{self.name}"
+
+
+def uar(defence: str, split: str, kind: str = "adv_uar") -> str:
+    """``cnn4/dev/adv_uar``: a defence's clean, adversarial or noise-control UAR on a split."""
+    return str(MetricKey(defence, split, kind))
+
+
+def perturbation(split: str, metric: str) -> str:
+    """``perturbation/test/snr_db``: the perturbation's size on a split."""
+    return str(MetricKey(PERTURBATION, split, metric))
+
+
+def confusion(defence: str, split: str) -> str:
+    """The key of a defence's confusion matrix on a split (in a stage report's ``confusion``)."""
+    return f"{defence}/{split}"
+
+
+def parse(key: str) -> MetricKey | None:
+    """The parts of a metric key, or ``None`` for any other reported field."""
+    parts = key.split("/")
+    if len(parts) != 3 or parts[1] not in SPLITS:
+        return None
+    subject, split, name = parts
+    known = PERTURBATION_METRICS if subject == PERTURBATION else UAR_KINDS
+    return MetricKey(subject, split, name) if name in known else None

@@ -1,0 +1,143 @@
+"""Every setting a trial runs with, declared once, with its default and its validation.
+
+The driver's config (``orchestrator.config``) composes these classes under the YAML keys
+``defences``, ``defence_training``, ``attack``, ``lifelong`` and ``performance``, and hands a
+trial the whole ``TrialSettings``; the worker reads typed fields, never a dict. Nothing here
+imports torch, so the driver loads (and rejects) a config in a fraction of a second.
+
+Messages name the field (``alpha: must be in [0, 1]``); the config loader adds where the class
+sits (``attack.alpha: ...``).
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass, field
+from typing import Literal
+
+from trainables.validation import positive, within
+
+DefenceModel = Literal["cnn4", "vgg16", "resnet50"]
+DEFENCE_MODELS: tuple[str, ...] = typing.get_args(DefenceModel)
+DEFENCE_LABELS = {"cnn4": "CNN-4", "vgg16": "VGG-16", "resnet50": "ResNet-50"}
+RegulariserName = Literal["ewc", "online_ewc", "si", "mas"]
+REGULARISER_NAMES: tuple[str, ...] = typing.get_args(RegulariserName)
+
+
+@dataclass(frozen=True)
+class DefenceSpec:
+    """One target model: its architecture and the name it has in tables."""
+
+    model: DefenceModel
+    label: str = ""
+    width: float = 1.0  # channel multiplier; 1.0 is the paper's size
+
+    def __post_init__(self) -> None:
+        positive("width", self.width)
+        if not self.label:
+            object.__setattr__(self, "label", DEFENCE_LABELS[self.model])
+
+
+@dataclass(frozen=True)
+class DefenceTrainingSettings:
+    """How the defences are trained from scratch before the attacks (Adam, model selection on
+    dev UAR, class-balanced sampling)."""
+
+    iterations: int = 4000
+    batch_size: int = 32
+    lr: float = 1e-3
+    eval_every: int = 250
+    balanced: bool = True  # sample classes equally often (DEMoS is imbalanced)
+
+    def __post_init__(self) -> None:
+        for key in ("iterations", "batch_size", "lr", "eval_every"):
+            positive(key, getattr(self, key))
+
+
+@dataclass(frozen=True)
+class AttackSettings:
+    """The attacker and its schedule (DESIGN.md section 2)."""
+
+    model: Literal["atrous"] = "atrous"
+    width: float = 1.0
+    # The perturbation the attacker starts from (its last batch norm's bias is logit(eta_init));
+    # PyTorch's default, 0.5, leaves a floor the paper's schedule cannot train away.
+    eta_init: float = 0.01
+    alpha: float = 0.02  # weight of the C&W margin against the MSE
+    # How the margin is reduced over a batch: "mean", or "sum" as the released code does (the
+    # MSE is a mean either way, so "sum" weighs the margin batch_size times more).
+    margin_reduction: Literal["mean", "sum"] = "mean"
+    lr: float = 1e-4
+    lr_decay: float = 0.9
+    lr_decay_every: int = 1000
+    batch_size: int = 32
+    first_stage_iterations: int = 10_000
+    later_stage_iterations: int = 1_000
+    # multi-task trains one stage: "matched" gives it the sequential strategies' whole budget
+    # (first + later x (k - 1)); "first" only the first stage's.
+    multi_task_iterations: Literal["matched", "first"] = "matched"
+    log_every: int = 100
+    checkpoint_every: int = 500
+    eval_batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        positive("width", self.width)
+        within("alpha", self.alpha, 0, 1)
+        within("eta_init", self.eta_init, 0, 1, open_low=True, open_high=True)
+        within("lr_decay", self.lr_decay, 0, 1, open_low=True)
+        for key in ("lr", "lr_decay_every", "batch_size", "first_stage_iterations",
+                    "later_stage_iterations", "log_every", "checkpoint_every", "eval_batch_size"):
+            positive(key, getattr(self, key))
+
+    @property
+    def margin_scale(self) -> float:
+        """The margin's weight from its batch reduction (see ``trainables.losses``)."""
+        return float(self.batch_size) if self.margin_reduction == "sum" else 1.0
+
+
+@dataclass(frozen=True)
+class LifelongSettings:
+    """The lifelong strategy's regulariser (EWC by default, as in the paper)."""
+
+    regulariser: RegulariserName = "ewc"
+    # per_sample: mean of squared per-sample gradients (the textbook Fisher, the default);
+    # minibatch: squared minibatch gradients, as the paper's released code does.
+    fisher: Literal["per_sample", "minibatch"] = "per_sample"
+    fisher_samples: int = 1024  # training samples the importance is estimated on
+    fisher_batch_size: int = 64
+    decay: float = 1.0  # online_ewc: the old Fisher's weight at each new stage
+
+    def __post_init__(self) -> None:
+        positive("fisher_samples", self.fisher_samples)
+        positive("fisher_batch_size", self.fisher_batch_size)
+        within("decay", self.decay, 0, 1)
+
+
+@dataclass(frozen=True)
+class PerformanceSettings:
+    """Device and speed switches; each is safe to leave at its default (``trainables.device``
+    says where each applies)."""
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: Literal["off", "bf16"] = "bf16"  # fp32 master weights, losses and Fisher either way
+    channels_last: bool = True
+    cudnn_benchmark: bool = True
+    compile: bool = False
+    threads_per_trial: int = 0  # torch threads in a trial; 0: its CPU resources
+
+    def __post_init__(self) -> None:
+        positive("threads_per_trial", self.threads_per_trial, allow_zero=True)
+
+
+@dataclass(frozen=True)
+class TrialSettings:
+    """What every trial of a run is given: the defences, how they and the attackers train, the
+    device switches, and the CPUs a trial holds (its torch threads)."""
+
+    defences: dict[str, DefenceSpec] = field(default_factory=dict)
+    defence_training: DefenceTrainingSettings = DefenceTrainingSettings()
+    attack: AttackSettings = AttackSettings()
+    lifelong: LifelongSettings = LifelongSettings()
+    performance: PerformanceSettings = PerformanceSettings()
+    defence_cpus: float = 1.0
+    attack_cpus: float = 1.0

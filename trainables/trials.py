@@ -1,0 +1,51 @@
+"""What one trial is asked to do: the specs the driver's grid (``orchestrator.grid``) expands a
+config into and each Tune trial receives whole."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from trainables.stages import Plan
+
+
+@dataclass(frozen=True)
+class DefenceTrial:
+    """Train one defence from scratch."""
+
+    id: str
+    defence: str  # the key under ``defences`` in the config
+    seed: int  # its training seed
+    grid_seed: int  # the grid seed whose attack trials attack it
+
+
+@dataclass(frozen=True)
+class AttackTrial:
+    """Train one attacker through ``plan`` (a strategy over defences, in training order)."""
+
+    id: str
+    plan: Plan
+    sequence: str  # the sequence's name ("" for single- and multi-task)
+    defences: tuple[str, ...]  # every defence the plan attacks, in training order
+    lam: float | None  # the regulariser's strength (lifelong only)
+    seed: int
+    starts_from: str = ""  # the id of the one-stage trial whose final weights replace stage 1
+    in_table: bool = True  # False for a helper that only trains a shared first stage
+
+    @property
+    def strategy(self) -> str:
+        return self.plan.strategy
+
+    @property
+    def regulariser(self) -> str:
+        return self.plan.regulariser
+
+    @property
+    def first_stage(self) -> tuple[int, tuple[str, ...], int]:
+        """(seed, defences, iterations) of stage 1: equal for trials that train it identically."""
+        first = self.plan.stages[0]
+        return self.seed, first.defences, first.iterations
+
+    def rows(self) -> list[tuple[str, tuple[str, ...]]]:
+        """(method, defences in training order) of each Table-1 row this trial yields, by stage:
+        ``rows()[k]`` is the row reported after stage ``k``."""
+        return [(self.strategy, self.plan.trained_after(k)) for k in range(len(self.plan.stages))]
