@@ -26,6 +26,8 @@ import ray
 from orchestrator.interrupt import reclaim_signals
 
 AUTH_MODE, TOKEN, TOKEN_PATH = "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"
+# Run in every worker of this run before its first trial (see trainables/worker_setup.py).
+WORKER_SETUP = "trainables.worker_setup.quiet_shutdown"
 
 
 @contextmanager
@@ -72,7 +74,8 @@ def ray_session(address: str | None = None) -> Iterator[None]:
         return
     # Ray's INFO lines ("Started a local Ray instance", Tune's "Wrote the latest version of all
     # result files ...") repeat what the run's own lines say; its warnings and errors still show.
-    options = {"log_to_driver": True, "logging_level": logging.WARNING}
+    options = {"log_to_driver": True, "logging_level": logging.WARNING,
+               "runtime_env": {"worker_process_setup_hook": WORKER_SETUP}}
     with ExitStack() as stack:
         if address:
             ray.init(address=address, **options)
