@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from trainables.atomic import write_atomically
+from trainables.checksums import damage, verify, write_verified
 from orchestrator.config import ExperimentConfig
 
 
@@ -44,11 +44,20 @@ class DefenceCache:
         return self.folder / f"{key}.pt"
 
     def has(self, key: str) -> bool:
-        return self.path(key).exists()
+        """Whether ``key`` is cached intact. A damaged entry (see ``trainables.checksums``) is
+        reported and counts as missing, so that its defence is trained again."""
+        path = self.path(key)
+        if not path.exists():
+            return False
+        reason = damage(path)
+        if reason is not None:
+            print(f"defence cache {path} cannot be trusted ({reason}): training that defence "
+                  "again", flush=True)
+        return reason is None
 
     def load(self, key: str) -> dict:
-        return torch.load(self.path(key), map_location="cpu", weights_only=True)
+        return torch.load(verify(self.path(key)), map_location="cpu", weights_only=True)
 
     def store(self, key: str, state_dict: dict, metrics: dict) -> None:
-        write_atomically(self.path(key), lambda tmp: torch.save(
+        write_verified(self.path(key), lambda tmp: torch.save(
             {"state_dict": state_dict, "metrics": metrics}, tmp))

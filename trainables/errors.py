@@ -13,3 +13,7 @@ class ConfigError(ProjectError):
 
 class DataError(ProjectError):
     """A corpus folder, audio file or split cannot be used as it is."""
+
+
+class DamagedFile(DataError):
+    """A cache or checkpoint whose content is not what was written (``trainables.checksums``)."""

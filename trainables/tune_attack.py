@@ -14,6 +14,7 @@ from torch.utils.tensorboard import SummaryWriter
 from trainables import metric_keys as keys
 from trainables.atomic import write_atomically
 from trainables.device import Runtime, place, runtime
+from trainables.errors import DamagedFile
 from trainables.evaluation import Split, evaluate
 from trainables.figures import FIGURE_FILE, figure2, figure_to_array, save_figure_data
 from trainables.models import build
@@ -46,7 +47,11 @@ def train_attack_trial(config: dict, data: dict, defence_weights: dict, settings
 def final_stage_state(checkpoint: tune.Checkpoint) -> dict | None:
     """What a trial that ``starts_from`` this one needs of its last checkpoint (the weights and
     the sampler), or ``None`` when the checkpoint is not the end of a finished one-stage plan."""
-    state = load_checkpoint(checkpoint)
+    try:
+        state = load_checkpoint(checkpoint)
+    except DamagedFile as error:  # the trials that start from it train their first stage
+        print(f"{error}: not continuing from it", flush=True)
+        return None
     if int(state["iteration"]) != 0 or int(state["stage_index"]) < 1:
         return None
     return {k: state[k] for k in ("attacker", "generator", "stage_index", "iteration")}

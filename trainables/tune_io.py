@@ -12,7 +12,9 @@ import numpy as np
 import torch
 from ray import tune
 
+from trainables.checksums import verify, write_checksum
 from trainables.device import Runtime
+from trainables.errors import DamagedFile
 
 STATE_FILE = "state.pt"
 
@@ -22,25 +24,54 @@ logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
 
 
 def report(metrics: dict, state: dict | None = None) -> None:
-    """``tune.report`` the metrics, with ``state`` saved as a checkpoint when given."""
+    """``tune.report`` the metrics, with ``state`` saved as a checkpoint (with its checksum)
+    when given."""
     if state is None:
         tune.report(metrics)
         return
     with tempfile.TemporaryDirectory() as folder:
-        torch.save(state, os.path.join(folder, STATE_FILE))
+        path = os.path.join(folder, STATE_FILE)
+        torch.save(state, path)
+        write_checksum(path)
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
 def load_checkpoint(checkpoint: tune.Checkpoint) -> dict:
-    """The state saved by ``report`` in ``checkpoint``, on the CPU."""
+    """The state saved by ``report`` in ``checkpoint``, on the CPU; ``DamagedFile`` if it is
+    not what was saved."""
     with checkpoint.as_directory() as folder:
-        return torch.load(os.path.join(folder, STATE_FILE), map_location="cpu", weights_only=True)
+        path = verify(os.path.join(folder, STATE_FILE))
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def restore() -> dict | None:
-    """The state of the trial's latest checkpoint (after a retry or ``--resume``), or ``None``."""
-    checkpoint = tune.get_checkpoint()
-    return None if checkpoint is None else load_checkpoint(checkpoint)
+    """The state of the trial's latest intact checkpoint (after a retry or ``--resume``), or
+    ``None``. A damaged latest checkpoint (a worker killed while the disk was full, a stray
+    write) is passed over for the one before it (Tune keeps two), with a line saying so;
+    without any intact one the trial starts over rather than failing on every retry."""
+    latest = tune.get_checkpoint()
+    if latest is None:
+        return None
+    candidates = [latest, *_older_checkpoints(latest)]
+    for checkpoint in candidates:
+        try:
+            state = load_checkpoint(checkpoint)
+        except (DamagedFile, OSError) as error:
+            print(f"{error}; trying an older checkpoint", flush=True)
+            continue
+        if checkpoint is not latest:
+            print(f"continuing from {checkpoint.path} instead", flush=True)
+        return state
+    print("no intact checkpoint: starting the trial over", flush=True)
+    return None
+
+
+def _older_checkpoints(latest: tune.Checkpoint) -> list[tune.Checkpoint]:
+    """The trial's other checkpoints on the same storage, newest first."""
+    folder = Path(latest.path)
+    siblings = sorted(folder.parent.glob("checkpoint_*"), reverse=True)
+    return [tune.Checkpoint(str(p), latest.filesystem) for p in siblings
+            if p.name < folder.name and p.is_dir()]
 
 
 def trial_dir() -> Path:

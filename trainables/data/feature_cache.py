@@ -22,7 +22,7 @@ import pyarrow as pa
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from trainables.atomic import write_atomically
+from trainables.checksums import damage, verify, write_verified
 from trainables.data.audio_io import read_audio
 from trainables.errors import DataError
 from trainables.data.features import band_statistics, log_mel
@@ -86,7 +86,7 @@ def write_feature_file(path: str | Path, columns: dict[str, list], features: np.
         with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table)
 
-    return write_atomically(path, write)
+    return write_verified(path, write)
 
 
 def build_feature_cache(df: pd.DataFrame, settings: FeatureSettings, cache_dir: str | Path, *,
@@ -103,7 +103,11 @@ def build_feature_cache(df: pd.DataFrame, settings: FeatureSettings, cache_dir: 
     cache_dir.mkdir(parents=True, exist_ok=True)
     path = cache_dir / f"features-{cache_key(df, settings, on_bad_file)}.arrow"
     if path.exists():
-        return path
+        reason = damage(path)
+        if reason is None:
+            return path
+        print(f"feature cache {path} cannot be trusted ({reason}): computing it again",
+              file=sys.stderr, flush=True)
 
     results = _compute(df["path"].tolist(), settings, workers or os.cpu_count() or 1, progress)
     bad = [(p, r) for p, r in zip(df["path"], results) if isinstance(r, str)]
@@ -163,7 +167,8 @@ class FeatureSet:
 
 def load_metadata(path: str | Path) -> dict:
     """The cache's metadata (settings, classes, statistics, split, skipped files, ``rows``)
-    without reading the features."""
+    without reading the features; ``DamagedFile`` if the file is not what was written."""
+    verify(path)
     try:
         with pa.memory_map(str(path)) as source:
             reader = pa.ipc.open_file(source)
@@ -177,7 +182,9 @@ def load_metadata(path: str | Path) -> dict:
 
 
 def load_features(path: str | Path) -> FeatureSet:
-    """Load a feature cache whole into memory."""
+    """Load a feature cache whole into memory; ``DamagedFile`` if the file is not what was
+    written."""
+    verify(path)
     try:
         with pa.memory_map(str(path)) as source:
             table = pa.ipc.open_file(source).read_all()
