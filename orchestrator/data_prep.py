@@ -35,6 +35,15 @@ class PreparedData:
             counts.append(f"{len(self.skipped)} bad file(s) skipped (data.on_bad_file: skip)")
         return ", ".join(counts)
 
+    def record(self, results_dir: str | Path) -> None:
+        """Write the split (``split.json``) and what was left out (``skipped_files.txt``)."""
+        results = Path(results_dir)
+        write_text_atomically(results / "split.json",
+                              json.dumps(self.split_speakers, indent=2) + "\n")
+        if self.excluded or self.skipped:
+            write_text_atomically(results / "skipped_files.txt", "".join(
+                f"{path}\t{reason}\n" for path, reason in [*self.excluded, *self.skipped]))
+
 
 def prepare_data(config: DataConfig, results_dir: str | Path | None = None,
                  progress: bool = True) -> PreparedData:
@@ -58,10 +67,5 @@ def prepare_data(config: DataConfig, results_dir: str | Path | None = None,
                             skipped=[*table.attrs["skipped"], *unusable],
                             excluded=list(table.attrs.get("excluded", [])))
     if results_dir is not None:
-        results = Path(results_dir)
-        write_text_atomically(results / "split.json",
-                              json.dumps(prepared.split_speakers, indent=2) + "\n")
-        if prepared.excluded or prepared.skipped:
-            write_text_atomically(results / "skipped_files.txt", "".join(
-                f"{path}\t{reason}\n" for path, reason in [*prepared.excluded, *prepared.skipped]))
+        prepared.record(results_dir)
     return prepared

@@ -5,6 +5,7 @@ bad input then fails in about a second instead of after several seconds of impor
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
@@ -20,6 +21,9 @@ from trainables.errors import ProjectError
 from trainables.data.feature_cache import load_features
 
 CONFIG_FILE = "config.yaml"
+# The feature cache a run's trials were trained and evaluated on (its name hashes every audio
+# file's path, size and time, the labels, the split and the feature settings).
+DATA_FILE = "data.json"
 
 
 def storage_of(config: ExperimentConfig, results: Path) -> Path:
@@ -35,6 +39,25 @@ def _saved_config(results: Path) -> ExperimentConfig:
         raise ProjectError(f"{results} holds no run ({CONFIG_FILE} is missing): nothing to "
                            "resume or report; start a run with this --results folder")
     return config_from_dict(read_yaml(path))
+
+
+def check_same_data(results: Path, prepared: PreparedData, resume: bool) -> None:
+    """Record the data a run uses; on ``--resume``, refuse data that differ from the recorded:
+    the finished trials' numbers would be mixed with numbers from another corpus or split."""
+    path = results / DATA_FILE
+    used = {"feature_cache": Path(prepared.feature_cache).name,
+            "utterances": prepared.utterances, "split_speakers": prepared.split_speakers}
+    if resume and path.exists():
+        recorded = json.loads(path.read_text())
+        if recorded.get("feature_cache") != used["feature_cache"]:
+            raise ProjectError(
+                f"the data changed since this run started ({recorded.get('utterances')} "
+                f"utterances then, {used['utterances']} now, or files added, removed or "
+                "modified): its finished trials used the old data, and --resume would mix the "
+                "two in one table. Restore the corpus as it was, or start a new run in another "
+                "--results folder")
+        return
+    write_text_atomically(path, json.dumps(used, indent=2) + "\n")
 
 
 def _trial_data(prepared: PreparedData) -> dict:
@@ -149,7 +172,9 @@ def run(config: ExperimentConfig, results: Path, resume: bool = False,
             raise ProjectError(f"{results} already holds a run: pass --resume to finish it, "
                                "--report-only to rebuild its report, or another --results folder")
         storage = storage_of(config, results)
-        prepared = prepare_data(config.data, results)
+        prepared = prepare_data(config.data)
+        check_same_data(results, prepared, resume)
+        prepared.record(results)
         # Saved once the data is usable: a run stopped by bad input leaves no run to resume.
         write_text_atomically(results / CONFIG_FILE,
                               yaml.safe_dump(config_to_dict(config), sort_keys=False))

@@ -13,7 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+import yaml
 
+from orchestrator.config import config_to_dict, load_config
+from orchestrator.data_prep import prepare_data
+from orchestrator.run import CONFIG_FILE, check_same_data
 from tests.helpers import ROOT, demos_folder, demos_with_neutral, run_cli, write_wav
 
 
@@ -187,3 +191,29 @@ def test_after_a_data_error_the_same_folder_can_be_used_again(tmp_path):
                      str(tmp_path / "r"), cwd=tmp_path)
     assert result.returncode == 2
     assert not (tmp_path / "r" / "config.yaml").exists()
+
+
+def test_resume_refuses_a_corpus_that_changed_since_the_run_started(tmp_path):
+    """Finished trials keep the numbers of the data they ran on: a --resume on other data (a
+    file added after the crash) would mix two experiments in one table, so it stops at once,
+    before it touches the run's records or starts Ray."""
+    corpus = demos_folder(tmp_path / "data")
+    results = tmp_path / "r"
+    # A run's start as the driver makes it (data prepared and recorded, config saved), then
+    # killed before any trial.
+    config = load_config(None, ["data.corpus=demos", f"data.root={corpus}",
+                                "data.features.frames=16", f"data.cache_dir={tmp_path / 'c'}"])
+    results.mkdir()
+    prepared = prepare_data(config.data, progress=False)
+    check_same_data(results, prepared, resume=False)
+    prepared.record(results)
+    (results / CONFIG_FILE).write_text(yaml.safe_dump(config_to_dict(config)))
+    split = (results / "split.json").read_text()
+
+    write_wav(corpus / "PR_f_01_rab99a.wav", seed=5)
+    resumed = run_cli("--results", str(results), "--resume", cwd=tmp_path)
+    assert resumed.returncode == 2, resumed.stdout + resumed.stderr
+    assert "the data changed since this run started" in resumed.stderr
+    assert "Traceback" not in resumed.stderr
+    assert (results / "split.json").read_text() == split
+    assert not (results / "runs").exists()
