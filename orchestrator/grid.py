@@ -21,8 +21,9 @@ from orchestrator.config import ExperimentConfig
 from trainables.stages import Plan, Stage, make_plan
 from trainables.trials import AttackTrial, DefenceTrial
 
-# The Tune experiments (under the run's storage) of the two waves of the attack grid.
-FIRST_WAVE, SECOND_WAVE = "attacks", "attacks-continued"
+# The Tune experiments under the run's storage: the defences, and the two waves of the attack
+# grid.
+DEFENCES, FIRST_WAVE, SECOND_WAVE = "defences", "attacks", "attacks-continued"
 
 
 def wave(trial: AttackTrial) -> str:

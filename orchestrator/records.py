@@ -21,23 +21,25 @@ DEFENCES_FILE = "defences.json"
 def stage_records(experiments: list[Path]) -> pd.DataFrame:
     """One row per (trial, stage) from each trial's ``result.json`` (Tune's JSON-lines log) in
     the Tune experiment folders ``experiments``. A stage reported twice (a retried trial) keeps
-    its last report."""
-    rows = []
+    its last report. Lines that are not whole JSON (cut by a crash or a full disk) are skipped
+    and listed, as ``file:line``, in the frame's ``attrs["cut_lines"]``."""
+    rows, cut = [], []
     for result_file in sorted(f for e in experiments for f in e.glob("*/result.json")):
         trial_id = result_file.parent.name
-        for line in result_file.read_text().splitlines():
+        for number, line in enumerate(result_file.read_text().splitlines(), start=1):
             try:
                 result = json.loads(line)
-            except ValueError:  # a line cut by a crash
+            except ValueError:
+                cut.append(f"{result_file}:{number}")
                 continue
             if result.get(keys.KIND) == keys.STAGE:
                 result.pop("config", None)
                 rows.append({**result, "tune_trial_id": result.get("trial_id"),
                              "trial_id": trial_id})
-    if not rows:
-        return pd.DataFrame(columns=["trial_id", "stage"])
-    frame = pd.DataFrame(rows)
-    return frame.drop_duplicates(["trial_id", "stage"], keep="last").reset_index(drop=True)
+    frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=["trial_id", "stage"])
+    frame = frame.drop_duplicates(["trial_id", "stage"], keep="last").reset_index(drop=True)
+    frame.attrs["cut_lines"] = cut
+    return frame
 
 
 def write_status(results: Path, status: dict[str, str]) -> None:

@@ -29,6 +29,11 @@ def trials_table(config: ExperimentConfig, storage: Path, results: Path) -> pd.D
     """One row per trial and stage, with every recorded metric (UAR in [0, 1]); a trial with
     no recorded stage still has a row, with its status."""
     records = stage_records([storage / FIRST_WAVE, storage / SECOND_WAVE])
+    if records.attrs["cut_lines"]:
+        cut = records.attrs["cut_lines"]
+        print(f"{len(cut)} recorded line(s) are cut short and left out ({', '.join(cut[:3])}"
+              f"{', ...' if len(cut) > 3 else ''}): a stage recorded only there has no row, and "
+              "its Table-1 row is marked partial or failed", flush=True)
     status = read_status(results)
     rows = []
     for trial in (t for t in attack_trials(config) if t.in_table):

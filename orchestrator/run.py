@@ -13,10 +13,11 @@ import yaml
 from trainables.atomic import write_text_atomically
 from orchestrator.config import ExperimentConfig, config_from_dict, config_to_dict, read_yaml
 from orchestrator.data_prep import PreparedData, prepare_data
-from orchestrator.grid import FIRST_WAVE, SECOND_WAVE, attack_trials, defence_trials, wave
+from orchestrator.grid import DEFENCES, FIRST_WAVE, SECOND_WAVE, attack_trials, defence_trials, wave
 from orchestrator.lock import RunLock
 from orchestrator.paths import cache_dir
 from orchestrator.records import write_defences, write_status
+from orchestrator.trust import check_resumable
 from trainables.errors import ProjectError
 from trainables.data.feature_cache import load_features
 
@@ -60,6 +61,15 @@ def check_same_data(results: Path, prepared: PreparedData, resume: bool) -> None
     write_text_atomically(path, json.dumps(used, indent=2) + "\n")
 
 
+def _complete_rows(table: Path) -> int:
+    """How many rows of a written Table 1 are ``ok`` (0 when there is none)."""
+    if not table.exists():
+        return 0
+    import pandas as pd
+
+    return int((pd.read_csv(table)["status"] == "ok").sum())
+
+
 def _trial_data(prepared: PreparedData) -> dict:
     """Standardised features of every split, for the object store."""
     features = load_features(prepared.feature_cache)
@@ -83,7 +93,7 @@ def _defence_weights(config: ExperimentConfig, prepared: PreparedData, data: dic
             for i, t in trials.items()}
     missing = [t for i, t in trials.items() if not cache.has(keys[i])]
     if missing:
-        grid = run_stage("defences", train_defence_trial,
+        grid = run_stage(DEFENCES, train_defence_trial,
                          {"data": data, "settings": config.trial_settings()}, missing, config,
                          storage, config.tune.defence_resources, resume)
         for result in grid:
@@ -162,9 +172,24 @@ def run(config: ExperimentConfig, results: Path, resume: bool = False,
         # it has ended (or was interrupted), never from half its records.
         with RunLock(results, busy="--report-only reports a run once it has finished or been "
                                    "interrupted; wait for it, or stop it (Ctrl-C) first"):
+            previous = results / "table1.csv"
+            before = _complete_rows(previous)
+            kept = previous.with_name("table1.previous.csv")
+            if before:
+                write_text_atomically(kept, previous.read_text())
             table = write_report(config, results, storage_of(config, results))
         print(table.to_string(index=False))
+        after = int((table["status"] == "ok").sum())
+        if after < before:
+            print(f"\nthe rebuilt table1.csv has {after} complete row(s), the one it replaced "
+                  f"{before}: some records are missing or damaged (see above); the previous "
+                  f"table is kept as {kept}")
+        elif before:
+            kept.unlink(missing_ok=True)
         return 0
+    if resume:
+        check_resumable(results, storage_of(_saved_config(results), results),
+                        [DEFENCES, FIRST_WAVE, SECOND_WAVE])
     with RunLock(results):
         if resume:
             config = _saved_config(results)

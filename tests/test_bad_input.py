@@ -18,7 +18,8 @@ import yaml
 from orchestrator.config import config_to_dict, load_config
 from orchestrator.data_prep import prepare_data
 from orchestrator.run import CONFIG_FILE, check_same_data
-from tests.helpers import ROOT, demos_folder, demos_with_neutral, run_cli, write_wav
+from orchestrator.trust import check_resumable
+from tests.helpers import TINY, ROOT, demos_folder, demos_with_neutral, run_cli, write_wav
 
 
 def _corrupt(root: Path) -> str:
@@ -217,3 +218,23 @@ def test_resume_refuses_a_corpus_that_changed_since_the_run_started(tmp_path):
     assert "Traceback" not in resumed.stderr
     assert (results / "split.json").read_text() == split
     assert not (results / "runs").exists()
+
+
+@pytest.mark.parametrize("where", ["results", "tune state"])
+def test_resume_refuses_folders_that_other_users_can_write(tmp_path, where):
+    """--resume unpickles Tune's saved state: a folder (or state file) that another user could
+    have written is refused in one line, before anything is read from it."""
+    results = tmp_path / "r"
+    config = load_config(TINY, [f"data.cache_dir={tmp_path / 'c'}"])
+    (results / "runs" / "attacks").mkdir(parents=True)
+    (results / CONFIG_FILE).write_text(yaml.safe_dump(config_to_dict(config)))
+    planted = results / "runs" / "attacks" / "tuner.pkl"
+    planted.write_bytes(b"not a pickle anyone should load")
+    os.chmod(results, 0o700)
+    os.chmod(planted, 0o600)
+    check_resumable(results, results / "runs", ["attacks"])  # only this user can write it
+    os.chmod(results if where == "results" else planted, 0o777 if where == "results" else 0o666)
+    resumed = run_cli("--results", str(results), "--resume", cwd=tmp_path)
+    assert resumed.returncode == 2, resumed.stdout + resumed.stderr
+    assert "other users can write to it" in resumed.stderr and "Traceback" not in resumed.stderr
+    assert str(results if where == "results" else planted) in resumed.stderr

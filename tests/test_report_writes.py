@@ -19,11 +19,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
-from orchestrator.config import ExperimentConfig
+from orchestrator.config import ExperimentConfig, config_to_dict
 from orchestrator.grid import attack_trials, wave
 from orchestrator.records import write_defences, write_status
 from orchestrator.reporter import write_report
+from tests.helpers import run_cli
 from tests.test_lambda_selection import lambda_trials
 from trainables.figures import FIGURE_FILE, save_figure_data
 
@@ -149,3 +151,25 @@ def test_a_crash_before_the_rename_leaves_the_previous_file_whole(tmp_path, monk
         write_report(config, results, storage)
     assert (results / name).read_bytes() == previous
     assert not [p for p in results.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_report_only_says_when_it_rebuilds_from_fewer_records_and_keeps_the_old_table(tmp_path):
+    """A record cut short (a crash, a full disk) is named, and a rebuilt Table 1 with fewer
+    complete rows than the one it replaces says so and keeps the old one beside it."""
+    config, results, storage = recorded_run(tmp_path)
+    (results / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config)))
+    first = run_cli("--results", str(results), "--report-only", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    complete = pd.read_csv(results / "table1.csv")
+    assert (complete["status"] == "ok").all()
+    assert "cut short" not in first.stdout and not (results / "table1.previous.csv").exists()
+
+    record = next(storage.glob("*/single-task-cnn4-seed0/result.json"))
+    record.write_text(record.read_text()[:-40])  # its only stage record, cut
+    second = run_cli("--results", str(results), "--report-only", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert f"{record}:1" in second.stdout and "cut short" in second.stdout
+    assert "the previous table is kept as" in second.stdout
+    pd.testing.assert_frame_equal(pd.read_csv(results / "table1.previous.csv"), complete)
+    rebuilt = pd.read_csv(results / "table1.csv")
+    assert (rebuilt["status"] != "ok").sum() >= 1
