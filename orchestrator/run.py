@@ -16,6 +16,7 @@ from orchestrator.data_prep import PreparedData, prepare_data
 from orchestrator.grid import DEFENCES, FIRST_WAVE, SECOND_WAVE, attack_trials, defence_trials, wave
 from orchestrator.lock import RunLock
 from orchestrator.paths import cache_dir
+from orchestrator.preflight import check_models, check_resources
 from orchestrator.records import write_defences, write_status
 from orchestrator.trust import check_resumable
 from trainables.errors import ProjectError
@@ -61,6 +62,15 @@ def check_same_data(results: Path, prepared: PreparedData, resume: bool) -> None
     write_text_atomically(path, json.dumps(used, indent=2) + "\n")
 
 
+def failure_cause(error: BaseException | None) -> str:
+    """A failed trial's cause in one line: the last line of the exception Ray wraps (its own
+    first lines only say which actor died), or that it left no checkpoint."""
+    if error is None:
+        return "it left no checkpoint"
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[-1][:300] if lines else ''}"
+
+
 def _complete_rows(table: Path) -> int:
     """How many rows of a written Table 1 are ``ok`` (0 when there is none)."""
     if not table.exists():
@@ -99,9 +109,11 @@ def _defence_weights(config: ExperimentConfig, prepared: PreparedData, data: dic
         for result in grid:
             trial = trials[result.config["trial"]]
             if result.error is not None or result.checkpoint is None:
-                raise ProjectError(f"training defence {trial.defence} failed: "
-                                   f"{str(result.error).splitlines()[0] if result.error else 'no checkpoint'}"
-                                   "; see the log above, fix it and run again with --resume")
+                raise ProjectError(
+                    f"training defence {trial.defence} failed: {failure_cause(result.error)}. "
+                    "If it was passing (a lost worker, a full disk), run again with --resume; "
+                    "if the config caused it, fix it and start a new run (--resume reuses the "
+                    "saved config)")
             cache.store(keys[trial.id], trained_defence(result.checkpoint),
                         clean_uar(result.metrics, trial.defence))
     weights: dict[int, dict] = {}
@@ -154,7 +166,7 @@ def _attack_grid(config: ExperimentConfig, data: dict, weights: dict, storage: P
         for result in grid:
             error = result.error
             status[result.config["trial"]] = "ok" if error is None else \
-                f"failed: {type(error).__name__}: {str(error).strip().splitlines()[-1][:300]}"
+                f"failed: {failure_cause(error)}"
         if experiment == FIRST_WAVE:
             first_stages = _final_states(grid, leaders)
     return status
@@ -209,10 +221,14 @@ def run(config: ExperimentConfig, results: Path, resume: bool = False,
             print(f"left out: {prepared.left_out()}; listed in {results / 'skipped_files.txt'}",
                   flush=True)
         data = _trial_data(prepared)
+        check_models(config, len(prepared.classes))
+
+        import ray
 
         from orchestrator.ray_session import ray_session
 
         with ray_session(address):
+            check_resources(config, ray.cluster_resources(), local=address is None)
             print(f"results: {results}; watch the trials with: tensorboard --logdir {storage}",
                   flush=True)
             weights, clean = _defence_weights(config, prepared, data, storage, resume)

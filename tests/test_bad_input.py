@@ -238,3 +238,22 @@ def test_resume_refuses_folders_that_other_users_can_write(tmp_path, where):
     assert resumed.returncode == 2, resumed.stdout + resumed.stderr
     assert "other users can write to it" in resumed.stderr and "Traceback" not in resumed.stderr
     assert str(results if where == "results" else planted) in resumed.stderr
+
+
+def test_a_model_that_cannot_take_the_features_stops_the_run_before_ray(tmp_path):
+    """One Mel band leaves CNN-4 nothing to pool: said in one line naming the model's key,
+    before Ray starts, rather than by every defence trial failing three times."""
+    result = run_cli("--config", str(TINY), "--results", str(tmp_path / "r"), "--set",
+                     "data.features.n_mels=1", cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "defences.cnn4 (cnn4) cannot train on this run's features" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "Ray instance" not in result.stdout
+
+
+def test_a_trial_larger_than_the_local_instance_is_refused_not_left_waiting(tmp_path):
+    result = run_cli("--config", str(TINY), "--results", str(tmp_path / "r"), "--set",
+                     "tune.attack_resources.cpu=4096", cwd=tmp_path, timeout=300)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "tune.attack_resources: a trial asks for 4096 CPU" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "r" / "runs").exists()
