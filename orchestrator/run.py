@@ -17,7 +17,7 @@ from orchestrator.grid import DEFENCES, FIRST_WAVE, SECOND_WAVE, attack_trials, 
 from orchestrator.lock import RunLock
 from orchestrator.paths import cache_dir
 from orchestrator.preflight import check_models, check_resources
-from orchestrator.records import write_defences, write_status
+from orchestrator.records import read_defences, write_defences, write_status
 from orchestrator.trust import check_resumable
 from trainables.errors import ProjectError
 from trainables.data.feature_cache import load_features
@@ -62,6 +62,20 @@ def check_same_data(results: Path, prepared: PreparedData, resume: bool) -> None
     write_text_atomically(path, json.dumps(used, indent=2) + "\n")
 
 
+def _check_same_defences(recorded: dict, trials: dict, keys: dict) -> None:
+    """On ``--resume``, refuse defences other than those the run's finished trials attacked
+    (their key hashes the model's code and settings, its seed and the data)."""
+    for trial_id, trial in trials.items():
+        entry = recorded.get(trial.defence, {}).get("per_seed", {}).get(str(trial.grid_seed))
+        if entry and Path(entry["cache"]).stem != keys[trial_id]:
+            raise ProjectError(
+                f"defence {trial.defence} (grid seed {trial.grid_seed}) is not the one this run "
+                "started with: its code or settings changed since (the project was updated?), "
+                "and --resume would mix attacks on two different defences in one table. Finish "
+                "it with the version that started it, or start a new run in another --results "
+                "folder")
+
+
 def failure_cause(error: BaseException | None) -> str:
     """A failed trial's cause in one line: the last line of the exception Ray wraps (its own
     first lines only say which actor died), or that it left no checkpoint."""
@@ -89,7 +103,7 @@ def _trial_data(prepared: PreparedData) -> dict:
 
 
 def _defence_weights(config: ExperimentConfig, prepared: PreparedData, data: dict,
-                     storage: Path, resume: bool) -> tuple[dict, dict]:
+                     results: Path, storage: Path, resume: bool) -> tuple[dict, dict]:
     """Train the defences that are not cached yet (one Tune experiment) and cache them.
     Returns every defence's weights by grid seed (seed -> name -> state_dict) and its clean
     dev/test UAR (name -> mean over seeds, with each seed's under ``per_seed``)."""
@@ -101,6 +115,8 @@ def _defence_weights(config: ExperimentConfig, prepared: PreparedData, data: dic
     trials = {t.id: t for t in defence_trials(config)}
     keys = {i: defence_key(config, t.defence, prepared.feature_cache, t.seed)
             for i, t in trials.items()}
+    if resume:
+        _check_same_defences(read_defences(results), trials, keys)
     missing = [t for i, t in trials.items() if not cache.has(keys[i])]
     if missing:
         grid = run_stage(DEFENCES, train_defence_trial,
@@ -231,7 +247,7 @@ def run(config: ExperimentConfig, results: Path, resume: bool = False,
             check_resources(config, ray.cluster_resources(), local=address is None)
             print(f"results: {results}; watch the trials with: tensorboard --logdir {storage}",
                   flush=True)
-            weights, clean = _defence_weights(config, prepared, data, storage, resume)
+            weights, clean = _defence_weights(config, prepared, data, results, storage, resume)
             write_defences(results, clean)
             status = _attack_grid(config, data, weights, storage, resume)
         write_status(results, status)

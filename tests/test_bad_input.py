@@ -19,6 +19,7 @@ from orchestrator.config import config_to_dict, load_config
 from orchestrator.data_prep import prepare_data
 from orchestrator.run import CONFIG_FILE, check_same_data
 from orchestrator.trust import check_resumable
+from trainables.errors import ProjectError
 from tests.helpers import TINY, ROOT, demos_folder, demos_with_neutral, run_cli, write_wav
 
 
@@ -257,3 +258,19 @@ def test_a_trial_larger_than_the_local_instance_is_refused_not_left_waiting(tmp_
     assert result.returncode == 2, result.stdout + result.stderr
     assert "tune.attack_resources: a trial asks for 4096 CPU" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "r" / "runs").exists()
+
+
+def test_resume_refuses_defences_other_than_those_the_run_started_with():
+    from orchestrator.grid import defence_trials
+    from orchestrator.run import _check_same_defences
+
+    config = load_config(TINY)
+    trials = {t.id: t for t in defence_trials(config)}
+    keys = {i: f"{t.defence}-{'0' * 16}" for i, t in trials.items()}
+    recorded = {t.defence: {"per_seed": {str(t.grid_seed): {"cache": f"/c/{keys[i]}.pt"}}}
+                for i, t in trials.items()}
+    _check_same_defences(recorded, trials, keys)  # the same: resumed
+    _check_same_defences({}, trials, keys)  # none recorded yet (stopped before they finished)
+    changed = dict(keys, **{"defence-vgg16-seed0": "vgg16-" + "1" * 16})
+    with pytest.raises(ProjectError, match="defence vgg16 .grid seed 0. is not the one"):
+        _check_same_defences(recorded, trials, changed)
