@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -13,7 +14,9 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from orchestrator.config import ExperimentConfig, Resources
 from orchestrator.interrupt import tune_stage
 from orchestrator.progress import Progress
+from orchestrator.records import set_aside_results
 from trainables.trials import AttackTrial, DefenceTrial
+from trainables.tune_io import newest_intact_checkpoint
 
 # Console chatter that the progress lines replace: a warning each time trials checkpoint close
 # together (ours do, by design, at every stage end) and a note per trial about hyperparameters
@@ -51,29 +54,47 @@ def run_stage(stage: str, function: Callable, parameters: dict,
     ``parameters`` (the data, the defences' weights, the typed ``TrialSettings``), all sent once
     to Ray's object store, and takes its own spec whole from there."""
     specs = {t.id: t for t in trials}
-    trainable = tune.with_resources(tune.with_parameters(function, **parameters, trials=specs),
-                                    {"cpu": resources.cpu, "gpu": resources.gpu})
+
+    def trainable_with(**more):
+        return tune.with_resources(tune.with_parameters(function, **parameters, trials=specs,
+                                                        **more),
+                                   {"cpu": resources.cpu, "gpu": resources.gpu})
+
     path = storage / stage
     print(f"[{stage}] {len(trials)} trial(s), {resources.cpu} CPU and {resources.gpu} GPU each",
           flush=True)
+    resume_from = None
     if resume and tune.Tuner.can_restore(str(path)):
-        tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True,
-                                   resume_errored=True, restart_errored=False)
-    else:
-        tuner = tune.Tuner(
-            trainable,
-            param_space={"trial": tune.grid_search(list(specs))},
-            tune_config=tune.TuneConfig(
-                scheduler=_scheduler(config, stage),
-                max_concurrent_trials=config.tune.max_concurrent_trials or None,
-                trial_name_creator=lambda t: t.config["trial"],
-                trial_dirname_creator=lambda t: t.config["trial"]),
-            run_config=tune.RunConfig(
-                name=stage, storage_path=str(storage), verbose=0,
-                callbacks=[Progress(stage, {n: d.label for n, d in config.defences.items()},
-                                    specs)],
-                failure_config=tune.FailureConfig(max_failures=config.tune.max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-                sync_config=tune.SyncConfig(sync_artifacts=True)))
+        try:
+            tuner = tune.Tuner.restore(str(path), trainable=trainable_with(),
+                                       resume_unfinished=True, resume_errored=True,
+                                       restart_errored=False)
+            with tune_stage():
+                return tuner.fit()
+        except Exception as error:  # noqa: BLE001  (a state cut by a crash or a full disk)
+            # Tune's record of which trials finished is lost, not the trials' own checkpoints
+            # and results: run the experiment again, each trial from its newest intact one.
+            resume_from = {i: c for i in specs
+                           if (c := newest_intact_checkpoint(path / i)) is not None}
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            for trial_id in specs:
+                set_aside_results(path / trial_id, stamp)
+            print(f"[{stage}] Tune's saved state in {path} cannot be restored "
+                  f"({type(error).__name__}: {str(error).strip()[:200]}); running it again, "
+                  f"{len(resume_from)} trial(s) from their latest intact checkpoint", flush=True)
+    tuner = tune.Tuner(
+        trainable_with(resume_from=resume_from),
+        param_space={"trial": tune.grid_search(list(specs))},
+        tune_config=tune.TuneConfig(
+            scheduler=_scheduler(config, stage),
+            max_concurrent_trials=config.tune.max_concurrent_trials or None,
+            trial_name_creator=lambda t: t.config["trial"],
+            trial_dirname_creator=lambda t: t.config["trial"]),
+        run_config=tune.RunConfig(
+            name=stage, storage_path=str(storage), verbose=0,
+            callbacks=[Progress(stage, {n: d.label for n, d in config.defences.items()}, specs)],
+            failure_config=tune.FailureConfig(max_failures=config.tune.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            sync_config=tune.SyncConfig(sync_artifacts=True)))
     with tune_stage():
         return tuner.fit()

@@ -15,6 +15,25 @@ from trainables import metric_keys as keys
 from trainables.atomic import write_text_atomically
 
 STATUS_FILE = "trial_status.json"
+RESULT_FILE = "result.json"  # Tune's JSON-lines log of a trial's reports
+# What a trial reported before its experiment was run again (``orchestrator.launch``), oldest
+# first by name: Tune starts a fresh result.json then.
+EARLIER_RESULTS = "result.before-*.json"
+
+
+def result_files(trial_folder: Path) -> list[Path]:
+    """A trial's report logs in the order they were written."""
+    current = trial_folder / RESULT_FILE
+    earlier = sorted(trial_folder.glob(EARLIER_RESULTS))
+    return earlier + ([current] if current.exists() else [])
+
+
+def set_aside_results(trial_folder: Path, stamp: str) -> None:
+    """Keep a trial's report log before its experiment runs again (``result.before-STAMP.json``),
+    so that no recorded stage is lost."""
+    current = trial_folder / RESULT_FILE
+    if current.exists():
+        current.rename(trial_folder / EARLIER_RESULTS.replace("*", stamp))
 DEFENCES_FILE = "defences.json"
 
 
@@ -24,7 +43,8 @@ def stage_records(experiments: list[Path]) -> pd.DataFrame:
     its last report. Lines that are not whole JSON (cut by a crash or a full disk) are skipped
     and listed, as ``file:line``, in the frame's ``attrs["cut_lines"]``."""
     rows, cut = [], []
-    for result_file in sorted(f for e in experiments for f in e.glob("*/result.json")):
+    folders = sorted({f.parent for e in experiments for f in e.glob("*/result*.json")})
+    for result_file in (f for folder in folders for f in result_files(folder)):
         trial_id = result_file.parent.name
         for number, line in enumerate(result_file.read_text().splitlines(), start=1):
             try:

@@ -20,6 +20,7 @@ import pytest
 from orchestrator.config import ExperimentConfig, load_config
 from orchestrator.grid import attack_trials, defence_trials
 from orchestrator.launch import run_stage
+from orchestrator.records import result_files
 from tests.helpers import TINY
 from trainables.models import build
 
@@ -71,7 +72,9 @@ def crash_once_after_first_checkpoint(trainable: Callable, module: str) -> Calla
 
         target = importlib.import_module(module)
         report = target.report
-        if tune.get_checkpoint() is None:
+        # The first attempt: no checkpoint from Tune, nor one handed over after Tune's own
+        # record of the experiment was lost.
+        if tune.get_checkpoint() is None and not parameters.get("resume_from"):
             def report_then_crash(metrics: dict, state: dict | None = None) -> None:
                 report(metrics, state)
                 if state is not None:
@@ -87,8 +90,10 @@ def crash_once_after_first_checkpoint(trainable: Callable, module: str) -> Calla
 
 
 def records(storage: Path, stage: str, trial_id: str) -> list[dict]:
-    """Every result the trial reported, in order, over all its attempts (Tune appends)."""
-    lines = (storage / stage / trial_id / "result.json").read_text().splitlines()
+    """Every result the trial reported, in order, over all its attempts (Tune appends, and the
+    log of an experiment run again is kept aside)."""
+    lines = [line for f in result_files(storage / stage / trial_id)
+             for line in f.read_text().splitlines()]
     return [json.loads(line) for line in lines if line.strip()]
 
 
@@ -156,3 +161,22 @@ def test_a_resumed_run_continues_a_failed_trial_from_its_checkpoint(ray_instance
     checkpointed, after = first_record_after_the_crash(records(tmp_path, "attack", trial_id),
                                                        "global_step")
     assert after["global_step"] > checkpointed["global_step"], (checkpointed, after)
+
+
+@pytest.mark.parametrize("kind", ["attack", "defence"])
+def test_a_resume_whose_tune_state_is_cut_goes_on_from_the_trials_checkpoints(
+        ray_instance, tmp_path, kind, capsys):
+    """A crash or a full disk can cut Tune's own record of the experiment (which trials ran,
+    which finished). --resume then runs the experiment again, each trial from its newest intact
+    checkpoint, rather than stopping with a traceback."""
+    config = tiny_config(max_failures=0)
+    failed, trial_id = run_trial(kind, config, tmp_path)
+    assert failed.error is not None
+    for state in (tmp_path / kind).glob("experiment_state-*.json"):
+        state.write_text(state.read_text()[:100])
+    resumed, _ = run_trial(kind, config, tmp_path, resume=True)
+    assert resumed.error is None, resumed.error
+    assert "cannot be restored" in capsys.readouterr().out
+    checkpointed, after = first_record_after_the_crash(records(tmp_path, kind, trial_id),
+                                                       STEP[kind])
+    assert after[STEP[kind]] > checkpointed[STEP[kind]], (checkpointed, after)

@@ -25,11 +25,14 @@ from trainables.trials import AttackTrial
 from trainables.tune_io import load_checkpoint, report, restore, split_tensors, trial_dir
 
 def train_attack_trial(config: dict, data: dict, defence_weights: dict, settings: TrialSettings,
-                       trials: dict[str, AttackTrial], first_stages: dict | None = None) -> None:
+                       trials: dict[str, AttackTrial], first_stages: dict | None = None,
+                       resume_from: dict[str, str] | None = None) -> None:
     """``config["trial"]``: the id of this trial's spec in ``trials``; ``data``: standardised features per split (from
     the object store); ``defence_weights``: by grid seed, each defence's trained ``state_dict``
     (a trial attacks the defences of its own seed); ``first_stages``: final states of one-stage
-    trials by id (``final_stage_state``), for a trial that ``starts_from`` one of them.
+    trials by id (``final_stage_state``), for a trial that ``starts_from`` one of them;
+    ``resume_from``: checkpoint folders by trial id, for an experiment run again after its saved
+    state could not be restored.
 
     Reports training losses every ``log_every`` iterations, checkpoints every
     ``checkpoint_every``, and the full evaluation of every defence after each stage."""
@@ -38,7 +41,7 @@ def train_attack_trial(config: dict, data: dict, defence_weights: dict, settings
     defences = _defences(settings, defence_weights[trial.seed], len(data["classes"]), rt)
     splits = {s: split_tensors(data, s, rt) for s in ("train", *keys.SPLITS)}
     loop = _stage_loop(trial, settings, rt, defences, splits["train"])
-    _start(loop, trial, first_stages or {})
+    _start(loop, trial, first_stages or {}, (resume_from or {}).get(trial.id))
     stage_reports = StageReports(trial, settings, rt, defences, splits, data["classes"])
     loop.run(stage_reports.callbacks())
     stage_reports.close()
@@ -80,10 +83,11 @@ def _stage_loop(trial: AttackTrial, settings: TrialSettings, rt: Runtime,
                      *train, loop_settings)
 
 
-def _start(loop: StageLoop, trial: AttackTrial, first_stages: dict[str, dict]) -> None:
-    """Continue from the trial's checkpoint (a retry or ``--resume``), else from the final state
-    of the trial it ``starts_from``, else from scratch."""
-    state = restore()
+def _start(loop: StageLoop, trial: AttackTrial, first_stages: dict[str, dict],
+           fallback: str | None) -> None:
+    """Continue from the trial's checkpoint (a retry or ``--resume``, else ``fallback``), else
+    from the final state of the trial it ``starts_from``, else from scratch."""
+    state = restore(fallback)
     if state is not None:
         loop.load_state_dict(state)
     elif trial.starts_from in first_stages:

@@ -17,7 +17,8 @@ from trainables.tune_io import load_checkpoint, report, restore, split_tensors
 
 
 def train_defence_trial(config: dict, data: dict, settings: TrialSettings,
-                        trials: dict[str, DefenceTrial]) -> None:
+                        trials: dict[str, DefenceTrial],
+                        resume_from: dict[str, str] | None = None) -> None:
     """``config["trial"]``: the id of this trial's spec in ``trials``; ``data``: standardised features per split (from
     the object store). Reports dev UAR at every evaluation point with a checkpoint, and at the
     end the clean UAR of the selected weights (``clean_uar``) with them in the checkpoint."""
@@ -29,7 +30,7 @@ def train_defence_trial(config: dict, data: dict, settings: TrialSettings,
     splits = {s: split_tensors(data, s, rt) for s in ("train", *keys.SPLITS)}
     trainer = DefenceTrainer(model, splits["train"], splits["dev"], settings.defence_training,
                              seed=trial.seed, amp=rt.amp)
-    state = restore()
+    state = restore((resume_from or {}).get(trial.id))
     if state is not None:
         trainer.load_state_dict(state)
     trainer.run(lambda metrics, t: report({**metrics, "finished": False}, t.state_dict()))

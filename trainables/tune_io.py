@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from ray import tune
 
-from trainables.checksums import verify, write_checksum
+from trainables.checksums import damage, verify, write_checksum
 from trainables.device import Runtime
 from trainables.errors import DamagedFile
 
@@ -44,12 +44,16 @@ def load_checkpoint(checkpoint: tune.Checkpoint) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def restore() -> dict | None:
+def restore(fallback: str | None = None) -> dict | None:
     """The state of the trial's latest intact checkpoint (after a retry or ``--resume``), or
     ``None``. A damaged latest checkpoint (a worker killed while the disk was full, a stray
     write) is passed over for the one before it (Tune keeps two), with a line saying so;
-    without any intact one the trial starts over rather than failing on every retry."""
+    without any intact one the trial starts over rather than failing on every retry.
+    ``fallback``: a checkpoint folder to continue from when Tune gives none (an experiment whose
+    saved state could not be restored, see ``newest_intact_checkpoint``)."""
     latest = tune.get_checkpoint()
+    if latest is None and fallback is not None:
+        latest = tune.Checkpoint(fallback)
     if latest is None:
         return None
     candidates = [latest, *_older_checkpoints(latest)]
@@ -63,6 +67,14 @@ def restore() -> dict | None:
             print(f"continuing from {checkpoint.path} instead", flush=True)
         return state
     print("no intact checkpoint: starting the trial over", flush=True)
+    return None
+
+
+def newest_intact_checkpoint(trial_folder: Path) -> str | None:
+    """The newest checkpoint folder of a trial whose state is intact, or ``None``."""
+    for folder in sorted(Path(trial_folder).glob("checkpoint_*"), reverse=True):
+        if folder.is_dir() and damage(folder / STATE_FILE) is None:
+            return str(folder)
     return None
 
 
