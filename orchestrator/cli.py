@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import signal
 import sys
 from pathlib import Path
@@ -81,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         where = f"{error.filename}: " if error.filename else ""
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            print(f"error: {where}no space left on its device (or quota): free some space, "
+                  f"then {_resume_hint(args)}", file=sys.stderr)
+            return 2
         print(f"error: {where}{error.strerror or error}; check that the folder is writable "
               "and the disk has space", file=sys.stderr)
         return 2

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import pickle
+import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from ray import tune
@@ -27,7 +31,24 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 # RunConfig(verbose=...) says: the wrong folder (the run's event files are under
 # <results>/runs, which the run prints). Its older engine honours verbose=0 and prints nothing.
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+# Tune logs each trial failure with Ray's 60-line traceback; the progress line says which trial
+# failed, its cause in one line, and where Tune kept the whole traceback (error.txt).
+os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
 logging.getLogger("ray.tune.logger.tensorboardx").setLevel(logging.WARNING)
+
+
+class _DiskFull(logging.Filter):
+    """Drops Tune's and its syncer's tracebacks of a full disk (20 lines each, every few
+    seconds): the run ends on one line that names the folder (``disk_space``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        full = isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+        return not (full or "No space left on device" in record.getMessage())
+
+
+for _name in ("ray.tune.execution.experiment_state", "ray.train._internal.syncer"):
+    logging.getLogger(_name).addFilter(_DiskFull())
 # On --resume, Tune warns "Failed to fetch metrics ... FileNotFoundError" for every trial of the
 # restored experiment that had not started: expected, and they start now.
 logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
@@ -96,5 +117,23 @@ def run_stage(stage: str, function: Callable, parameters: dict,
             failure_config=tune.FailureConfig(max_failures=config.tune.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             sync_config=tune.SyncConfig(sync_artifacts=True)))
-    with tune_stage():
+    with tune_stage(), disk_space(storage):
         return tuner.fit()
+
+
+@contextmanager
+def disk_space(storage: Path) -> Iterator[None]:
+    """Turn what a full disk does to Tune (its records cut, an empty error file it then fails
+    to unpickle, an ``OSError`` of its own) into one ``OSError`` (ENOSPC) naming ``storage``."""
+    try:
+        yield
+    except (OSError, EOFError, pickle.UnpicklingError) as error:
+        if not nearly_full(storage):
+            raise
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(storage)) from error
+
+
+def nearly_full(folder: Path, margin: int = 16 << 20) -> bool:
+    """Whether the device holding ``folder`` has less than ``margin`` bytes free."""
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), folder)
+    return shutil.disk_usage(existing).free < margin

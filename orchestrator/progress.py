@@ -8,6 +8,7 @@ stage, finished trial, retry and failure. Everything else is in TensorBoard and 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from ray import tune
 
@@ -58,8 +59,20 @@ class Progress(tune.Callback):
         self._say(trials, trial, message + (f"; {summary}" if summary else ""), ended=True)
 
     def on_trial_recover(self, iteration: int, trials: list, trial, **info) -> None:
-        self._say(trials, trial, "failed; retrying from its last checkpoint")
+        self._say(trials, trial, f"failed ({_cause(trial)}); retrying from its last checkpoint")
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
-        self._say(trials, trial, "FAILED for good (see the error above; --resume retries it)",
+        self._say(trials, trial, f"FAILED for good ({_cause(trial)}; --resume retries it)",
                   ended=True)
+
+
+def _cause(trial) -> str:
+    """The last line of the trial's error as Tune recorded it, and where the whole is."""
+    path = trial.error_file
+    try:
+        lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
+    except (OSError, TypeError):
+        lines = []
+    if not lines:  # nothing recorded: the disk may have been full
+        return "its error could not be recorded"
+    return f"{lines[-1].strip()[:300]}; traceback in {path}"

@@ -5,7 +5,9 @@ bad input then fails in about a second instead of after several seconds of impor
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
 
 import yaml
@@ -108,7 +110,7 @@ def _defence_weights(config: ExperimentConfig, prepared: PreparedData, data: dic
     Returns every defence's weights by grid seed (seed -> name -> state_dict) and its clean
     dev/test UAR (name -> mean over seeds, with each seed's under ``per_seed``)."""
     from orchestrator.defence_cache import DefenceCache, defence_key
-    from orchestrator.launch import run_stage
+    from orchestrator.launch import nearly_full, run_stage
     from trainables.tune_defence import clean_uar, train_defence_trial, trained_defence
 
     cache = DefenceCache(cache_dir(config.data.cache_dir) / "defences")
@@ -125,6 +127,8 @@ def _defence_weights(config: ExperimentConfig, prepared: PreparedData, data: dic
         for result in grid:
             trial = trials[result.config["trial"]]
             if result.error is not None or result.checkpoint is None:
+                if nearly_full(storage):
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(storage))
                 raise ProjectError(
                     f"training defence {trial.defence} failed: {failure_cause(result.error)}. "
                     "If it was passing (a lost worker, a full disk), run again with --resume; "

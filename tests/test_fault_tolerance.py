@@ -9,9 +9,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from orchestrator.grid import SECOND_WAVE
 from orchestrator.lock import RunLock
@@ -108,3 +110,37 @@ def test_an_unwritable_results_folder_is_a_clear_error(tmp_path):
     assert result.returncode == 2
     assert "check that the folder is writable" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def small_filesystem(tmp_path) -> Iterator[Path]:
+    """A 3 MB tmpfs, grown to 64 MB by ``remount(folder)``; skipped where mounting is not
+    allowed (it needs root or CAP_SYS_ADMIN)."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small filesystem here: {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def test_a_full_disk_ends_in_one_line_and_resume_finishes_after_space_is_freed(
+        tmp_path, small_filesystem):
+    results = small_filesystem / "r"
+    args = ["--results", str(results), "--set", "grid.strategies=[single-task]"]
+    full = run_cli("--config", str(TINY), *args, cwd=tmp_path, timeout=600)
+    assert full.returncode == 2, full.stdout[-3000:] + full.stderr[-3000:]
+    errors = [line for line in full.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {results / 'runs'}: no space left on its device (or quota): "
+                      f"free some space, then finish it with: python run_grid.py --results "
+                      f"{results} --resume"]
+    assert "Traceback" not in full.stdout + full.stderr
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_filesystem)], check=True)
+    resumed = run_cli("--results", str(results), "--resume", cwd=tmp_path, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    table = pd.read_csv(results / "table1.csv")
+    assert (table["status"] == "ok").all() and table["cnn4_test"].notna().all()
