@@ -17,10 +17,10 @@ from orchestrator.typed_load import from_dict, to_dict
 from trainables.data.corpora import CORPUS_KINDS
 from trainables.data.settings import FeatureSettings, SplitSpec, SyntheticSpec
 from trainables.errors import ConfigError
-from trainables.settings import (DEFENCE_MODELS, AttackSettings, DefenceSpec,
+from trainables.settings import (AttackSettings, DefenceSpec,
                                  DefenceTrainingSettings, LifelongSettings, PerformanceSettings,
                                  TrialSettings)
-from trainables.stages import STRATEGIES, Strategy
+from trainables.stages import PAPER_STRATEGIES, STRATEGIES, Strategy
 from trainables.validation import positive
 
 
@@ -53,7 +53,7 @@ class GridConfig:
     """The attack grid: one trial per strategy x sequence x lambda x seed (lambda for lifelong)."""
 
     strategies: list[Strategy] = field(
-        default_factory=lambda: list(STRATEGIES))
+        default_factory=lambda: list(PAPER_STRATEGIES))
     sequences: dict[str, list[str]] = field(default_factory=lambda: {
         "clockwise": ["cnn4", "vgg16", "resnet50"],
         "counterclockwise": ["resnet50", "vgg16", "cnn4"]})
@@ -125,7 +125,7 @@ class ExperimentConfig:
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     defences: dict[str, DefenceSpec] = field(default_factory=lambda: {
-        m: DefenceSpec(model=m) for m in DEFENCE_MODELS})
+        m: DefenceSpec(model=m) for m in ("cnn4", "vgg16", "resnet50")})
     defence_training: DefenceTrainingSettings = field(default_factory=DefenceTrainingSettings)
     attack: AttackSettings = field(default_factory=AttackSettings)
     lifelong: LifelongSettings = field(default_factory=LifelongSettings)
@@ -137,11 +137,26 @@ class ExperimentConfig:
         positive("seed", self.seed, allow_zero=True)
         if not self.defences:
             raise ConfigError("defences: empty; define at least one defence")
+        if not self.attacked_defences:
+            raise ConfigError("defences: every defence is held out; leave at least one to attack")
         for name, sequence in self.grid.sequences.items():
             for defence in sequence:
                 if defence not in self.defences:
                     raise ConfigError(f"grid.sequences.{name}: {defence!r} is not a defined "
                                       f"defence; defined: {', '.join(self.defences)}")
+                if self.defences[defence].held_out:
+                    raise ConfigError(f"grid.sequences.{name}: {defence!r} is held out "
+                                      f"(defences.{defence}.held_out), so never attacked")
+
+    @property
+    def attacked_defences(self) -> list[str]:
+        """The defences the attacks train on, in config order."""
+        return [name for name, spec in self.defences.items() if not spec.held_out]
+
+    @property
+    def held_out_defences(self) -> list[str]:
+        """The defences only evaluated, never attacked: black-box transfer targets."""
+        return [name for name, spec in self.defences.items() if spec.held_out]
 
     def trial_settings(self) -> TrialSettings:
         """What every trial of this run is given (``trainables.settings``)."""

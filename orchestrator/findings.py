@@ -108,8 +108,8 @@ def findings(config: ExperimentConfig, trials: pd.DataFrame, table: pd.DataFrame
     """The markdown text of ``findings.md`` from the per-trial records ``trials`` (one row per
     trial and stage, UAR in [0, 1]), Table 1 (for the lambdas chosen on dev) and the
     perturbation table."""
-    names = list(config.defences)
-    label = {n: config.defences[n].label for n in names}
+    names = config.attacked_defences  # the paper's findings concern the attacked defences
+    label = {n: spec.label for n, spec in config.defences.items()}
     # As in Table 1, a stage recorded before a trial failed still counts.
     ok = trials[trials["stage"] >= 0] if "trained" in trials else pd.DataFrame(
         columns=["strategy", "trained", "seed", "lambda", "sequence", "stage"])
@@ -213,4 +213,38 @@ def findings(config: ExperimentConfig, trials: pd.DataFrame, table: pd.DataFrame
                                unit=""),
                        "Measured as minus the Spearman correlation of lambda with the first "
                        "defence's UAR after the last stage (+1: a perfect trend)."))
+    lines += _beyond_the_paper(config, ok, table, sizes, names, label)
     return "\n".join(lines)
+
+
+def _beyond_the_paper(config: ExperimentConfig, ok: pd.DataFrame, table: pd.DataFrame,
+                      sizes: pd.DataFrame, names: list[str], label: dict[str, str]) -> list[str]:
+    """6: what the input-dependent attacker buys over a universal perturbation; 7: which
+    strategy transfers best to the held-out defences, which no stage ever attacked."""
+    lines = []
+    if "universal" in config.grid.strategies:
+        gains = _mean_by_seed(_per_seed(ok, "universal", (d,), keys.uar(d, "test"))
+                              - _per_seed(ok, "single-task", (d,), keys.uar(d, "test"))
+                              for d in names)
+        snr = ", ".join(f"{label[d]}: attacker {_snr(sizes, 'single-task', label[d]):.1f} dB, "
+                        f"universal {_snr(sizes, 'universal', label[d]):.1f} dB" for d in names)
+        lines.append(_line("6", "The input-dependent attacker beats a universal perturbation on "
+                                "its target", Verdict(gains.to_numpy()),
+                           "Measured as the universal perturbation's UAR on the defence it was "
+                           f"trained on minus the single-task attacker's. SNR: {snr}."))
+    for held in config.held_out_defences:
+        column = f"{held}_test"
+        rows = table[~table["method"].isin(["clean", "noise"])].dropna(subset=[column])
+        if rows.empty:
+            continue
+        clean = table.loc[table["method"] == "clean", column]
+        ranked = rows.sort_values(column).head(5)
+        listing = "; ".join(f"{r.method} on {r.defences}: {r[column]:.1f}"
+                            for _, r in ranked.iterrows())
+        best = ranked.iloc[0]
+        lines.append(f"7. Transfer to {label[held]}, held out (never attacked): the lowest "
+                     f"adversarial test UAR is {best.method}'s on {best.defences} "
+                     f"({best[column]:.1f}, clean "
+                     f"{clean.iloc[0] if len(clean) else float('nan'):.1f}). Lowest five: "
+                     f"{listing}. Compare the SNRs in perturbation.csv.\n")
+    return lines

@@ -43,17 +43,17 @@ def defence_seed(config: ExperimentConfig, seed: int) -> int:
 
 
 def defence_trials(config: ExperimentConfig) -> list[DefenceTrial]:
-    """One trial per defence that any attack trial needs, and per grid seed."""
-    needed = set(config.defences) if "single-task" in config.grid.strategies else set()
-    for sequence in config.grid.sequences.values():
-        needed.update(sequence)
+    """One trial per defence and grid seed: every attack trial is evaluated on every defence,
+    the held-out ones included."""
     return [DefenceTrial(id=f"defence-{name}-seed{seed}", defence=name,
                          seed=defence_seed(config, seed), grid_seed=seed)
-            for seed in config.grid.seeds for name in config.defences if name in needed]
+            for seed in config.grid.seeds for name in config.defences]
 
 
 def attack_trials(config: ExperimentConfig) -> list[AttackTrial]:
-    """One trial per strategy x sequence x lambda x seed (lambda for lifelong only)."""
+    """One trial per strategy x sequence x lambda x seed (lambda for lifelong only). Held-out
+    defences are never attacked: single-task and universal trials attack each of the others,
+    the sequences hold none (the config checks)."""
     grid, attack = config.grid, config.attack
     trials: list[AttackTrial] = []
 
@@ -62,14 +62,14 @@ def attack_trials(config: ExperimentConfig) -> list[AttackTrial]:
         plan = make_plan(strategy, defences, attack.first_stage_iterations,
                          attack.later_stage_iterations, config.lifelong.regulariser,
                          attack.multi_task_iterations)
-        name = sequence if strategy != "multi-task" else "+".join(defences)
-        parts = [strategy, name or defences[0], _lambda_tag(lam) if lam else "", f"seed{seed}"]
+        name = sequence or "+".join(defences)
+        parts = [strategy, name, _lambda_tag(lam) if lam else "", f"seed{seed}"]
         trials.append(AttackTrial(id="-".join(p for p in parts if p), plan=plan,
                                   sequence=sequence, defences=defences, lam=lam, seed=seed))
 
     for seed in grid.seeds:
         if "single-task" in grid.strategies:
-            for name in config.defences:
+            for name in config.attacked_defences:
                 add("single-task", "", (name,), None, seed)
         if "multi-task" in grid.strategies:
             seen: set[frozenset[str]] = set()
@@ -78,6 +78,14 @@ def attack_trials(config: ExperimentConfig) -> list[AttackTrial]:
                     if frozenset(sequence[:k]) not in seen:
                         seen.add(frozenset(sequence[:k]))
                         add("multi-task", "", tuple(sequence[:k]), None, seed)
+        if "universal" in grid.strategies:
+            # Against each attacked defence (beside single-task) and against each sequence's
+            # defences together (beside multi-task).
+            sets = {frozenset([name]): (name,) for name in config.attacked_defences}
+            for sequence in grid.sequences.values():
+                sets.setdefault(frozenset(sequence), tuple(sequence))
+            for defences in sets.values():
+                add("universal", "", defences, None, seed)
         for name, sequence in grid.sequences.items():
             if "transfer" in grid.strategies:
                 add("transfer", name, tuple(sequence), None, seed)
@@ -102,7 +110,7 @@ def _share_first_stages(trials: list[AttackTrial]) -> list[AttackTrial]:
         if key not in leaders:
             if len(indices) < 2:
                 continue  # a helper would save nothing
-            seed, defences, iterations = key
+            seed, _, defences, iterations = key
             leaders[key] = f"first-stage-{'+'.join(defences)}-seed{seed}"
             strategy = "single-task" if len(defences) == 1 else "multi-task"
             shared.append(AttackTrial(

@@ -18,7 +18,8 @@ from trainables import metric_keys as keys
 from trainables.figures import FIGURE_FILE, figure2, load_figure_data, save_png
 from trainables.trials import AttackTrial
 
-TABLE_METHODS = ("clean", "single-task", "noise", "multi-task", "transfer", "lifelong")
+TABLE_METHODS = ("clean", "single-task", "noise", "universal", "multi-task", "transfer",
+                 "lifelong")
 
 
 def _labels(config: ExperimentConfig, names) -> str:
@@ -233,7 +234,7 @@ def figure3(config: ExperimentConfig, sweep: pd.DataFrame, path: Path) -> None:
 def figure2_png(storage: Path, trials: pd.DataFrame, path: Path) -> bool:
     """Figure 2 from the recorded utterance of the preferred finished trial (lifelong, else
     any); returns whether one was written."""
-    order = ["lifelong", "multi-task", "transfer", "single-task"]
+    order = ["lifelong", "multi-task", "transfer", "single-task", "universal"]
     ranked = trials.sort_values("strategy", key=lambda s: s.map(order.index))
     for trial_id, experiment in ranked[["trial_id", "tune_experiment"]].drop_duplicates() \
             .itertuples(index=False):

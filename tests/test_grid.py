@@ -1,5 +1,8 @@
+import pytest
+
 from orchestrator.config import load_config
 from orchestrator.grid import FIRST_WAVE, SECOND_WAVE, attack_trials, defence_trials, wave
+from trainables.errors import ConfigError
 from trainables.stages import Plan, Stage
 
 
@@ -34,7 +37,8 @@ def test_grid_follows_the_config():
     trials = attack_trials(config)
     assert [t.id for t in trials] == ["lifelong-short-lam1e6-seed0"]
     assert trials[0].regulariser == "online_ewc"
-    assert [t.defence for t in defence_trials(config)] == ["cnn4", "vgg16"]
+    # Every defence is trained: every attack is evaluated on all of them.
+    assert [t.defence for t in defence_trials(config)] == ["cnn4", "vgg16", "resnet50"]
 
 
 def test_transfer_and_lifelong_start_from_the_single_task_trial_on_their_first_defence():
@@ -66,3 +70,40 @@ def test_si_trains_its_own_first_stage():
     trials = attack_trials(load_config(None, ["lifelong.regulariser=si"]))
     assert all(not t.starts_from for t in trials if t.strategy == "lifelong")
     assert all(t.starts_from for t in trials if t.strategy == "transfer")
+
+
+HELD_OUT = ["defences={cnn4: {model: cnn4}, vgg16: {model: vgg16}, resnet50: {model: resnet50}, "
+            "crnn: {model: crnn, held_out: true}}",
+            "grid.strategies=[single-task, multi-task, transfer, lifelong, universal]"]
+
+
+def test_a_held_out_defence_is_trained_and_never_attacked():
+    config = load_config(None, HELD_OUT)
+    trials = attack_trials(config)
+    assert config.held_out_defences == ["crnn"]
+    assert all("crnn" not in stage.defences for t in trials for stage in t.plan.stages)
+    assert all("crnn" not in t.defences for t in trials)
+    # ... but trained, for every grid seed, since every attack is evaluated on it.
+    assert "crnn" in {t.defence for t in defence_trials(config)}
+
+
+def test_a_sequence_through_a_held_out_defence_is_refused():
+    with pytest.raises(ConfigError, match=r"grid.sequences.clockwise: 'vgg16' is held out"):
+        load_config(None, ["defences={cnn4: {model: cnn4}, resnet50: {model: resnet50}, "
+                           "vgg16: {model: vgg16, held_out: true}}"])
+    with pytest.raises(ConfigError, match="every defence is held out"):
+        load_config(None, ["defences={a: {model: cnn4, held_out: true}}", "grid.sequences={}",
+                           "grid.strategies=[single-task]"])
+
+
+def test_universal_trials_train_the_universal_perturbation_beside_the_paper_methods():
+    trials = {t.id: t for t in attack_trials(load_config(None, HELD_OUT))}
+    universal = [t for t in trials.values() if t.strategy == "universal"]
+    assert [t.id for t in universal] == ["universal-cnn4-seed0", "universal-vgg16-seed0",
+                                         "universal-resnet50-seed0",
+                                         "universal-cnn4+vgg16+resnet50-seed0"]
+    assert all(t.plan.attacker == "universal" and len(t.plan.stages) == 1 for t in universal)
+    assert universal[-1].plan.stages[0].iterations == 12_000  # the sequences' whole budget
+    # A transfer trial continues the atrous attacker of single-task, never a universal one.
+    assert trials["transfer-clockwise-seed0"].starts_from == "single-task-cnn4-seed0"
+    assert all(t.plan.attacker == "atrous" for t in trials.values() if t.strategy != "universal")

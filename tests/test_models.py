@@ -1,7 +1,10 @@
+import typing
+
 import pytest
 import torch
 
 from trainables.models import REGISTRY, build
+from trainables.settings import DefenceModel
 
 
 def count(model) -> int:
@@ -19,12 +22,12 @@ def test_attacker_has_the_paper_size_and_keeps_the_input_shape():
 
 
 @pytest.mark.parametrize("name, parameters", [("cnn4", 4_308_871), ("vgg16", 14_725_575),
-                                              ("resnet50", 23_516_103)])
+                                              ("resnet50", 23_516_103), ("crnn", 422_663)])
 def test_defences_at_paper_size(name, parameters):
     assert count(build(name)) == parameters
 
 
-@pytest.mark.parametrize("name", ["cnn4", "vgg16", "resnet50"])
+@pytest.mark.parametrize("name", ["cnn4", "vgg16", "resnet50", "crnn"])
 def test_defences_return_log_probabilities_for_any_class_count(name):
     model = build(name, num_classes=5, width=0.125, in_channels=2).eval()
     out = model(torch.randn(3, 2, 64, 64))
@@ -34,6 +37,29 @@ def test_defences_return_log_probabilities_for_any_class_count(name):
 
 
 def test_registry_and_unknown_names():
-    assert set(REGISTRY) == {"atrous", "cnn4", "vgg16", "resnet50"}
+    assert set(REGISTRY) == {"atrous", "universal", "cnn4", "vgg16", "resnet50", "crnn"}
+    assert set(typing.get_args(DefenceModel)) == set(REGISTRY) - {"atrous", "universal"}
     with pytest.raises(ValueError, match="registered: atrous, cnn4"):
         build("lstm")
+
+
+def test_the_crnn_reads_every_frame_with_its_recurrent_layer():
+    """The held-out CRNN keeps time at full resolution: changing only the last frame changes
+    its output (a pooled CNN could ignore it), whatever the number of Mel bands."""
+    model = build("crnn", width=0.125).eval()
+    for bands in (1, 13, 64):
+        x = torch.randn(2, 1, 40, bands)
+        moved = x.clone()
+        moved[:, :, -1] += 3.0
+        assert not torch.allclose(model(x), model(moved))
+
+
+def test_the_universal_perturbation_does_not_depend_on_its_input():
+    universal = build("universal", input_shape=(1, 16, 8), eta_init=0.02)
+    assert count(universal) == 16 * 8
+    a, b = universal(torch.randn(3, 1, 16, 8)), universal(torch.randn(5, 1, 16, 8) * 10)
+    assert a.shape == (3, 1, 16, 8) and b.shape == (5, 1, 16, 8)
+    assert torch.equal(a[0], b[4]) and torch.equal(a[0], a[2])
+    torch.testing.assert_close(a, torch.full_like(a, 0.02))
+    with pytest.raises(ValueError, match="shape"):
+        universal(torch.randn(1, 1, 17, 8))

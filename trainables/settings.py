@@ -17,9 +17,9 @@ from typing import Literal
 
 from trainables.validation import positive, within
 
-DefenceModel = Literal["cnn4", "vgg16", "resnet50"]
+DefenceModel = Literal["cnn4", "vgg16", "resnet50", "crnn"]
 DEFENCE_MODELS: tuple[str, ...] = typing.get_args(DefenceModel)
-DEFENCE_LABELS = {"cnn4": "CNN-4", "vgg16": "VGG-16", "resnet50": "ResNet-50"}
+DEFENCE_LABELS = {"cnn4": "CNN-4", "vgg16": "VGG-16", "resnet50": "ResNet-50", "crnn": "CRNN"}
 RegulariserName = Literal["ewc", "online_ewc", "si", "mas"]
 REGULARISER_NAMES: tuple[str, ...] = typing.get_args(RegulariserName)
 
@@ -31,6 +31,8 @@ class DefenceSpec:
     model: DefenceModel
     label: str = ""
     width: float = 1.0  # channel multiplier; 1.0 is the paper's size
+    # Trained and evaluated like the others, never attacked: true black-box transfer.
+    held_out: bool = False
 
     def __post_init__(self) -> None:
         positive("width", self.width)

@@ -1,5 +1,6 @@
-"""Strategies as data: each is a list of stages (the defences attacked together, for how long)
-plus the name of a regulariser. One loop (``trainables.stage_loop``) trains them all."""
+"""Strategies as data: each is a list of stages (the defences attacked together, for how long),
+the name of a regulariser and the attacker model trained. One loop
+(``trainables.stage_loop``) trains them all."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import typing
 from dataclasses import dataclass
 from typing import Literal
 
-Strategy = Literal["single-task", "multi-task", "transfer", "lifelong"]
+# The paper's four, and the universal perturbation (``trainables/models/universal.py``).
+Strategy = Literal["single-task", "multi-task", "transfer", "lifelong", "universal"]
 STRATEGIES: tuple[str, ...] = typing.get_args(Strategy)
+PAPER_STRATEGIES = STRATEGIES[:4]
 
 
 @dataclass(frozen=True)
@@ -21,11 +24,13 @@ class Stage:
 
 @dataclass(frozen=True)
 class Plan:
-    """A strategy made concrete: its stages and its regulariser (``none`` for no constraint)."""
+    """A strategy made concrete: its stages, its regulariser (``none`` for no constraint) and the
+    attacker model it trains (a name in ``trainables.models``)."""
 
     strategy: str
     stages: tuple[Stage, ...]
     regulariser: str = "none"
+    attacker: str = "atrous"
 
     def trained_after(self, stage: int) -> tuple[str, ...]:
         """The defences attacked in stages ``0..stage``, in training order, each once: what the
@@ -54,16 +59,26 @@ def lifelong(defences: tuple[str, ...], first: int, later: int, regulariser: str
     return Plan("lifelong", transfer(defences, first, later).stages, regulariser)
 
 
+def universal(defences: tuple[str, ...], iterations: int) -> Plan:
+    """One stage, one input-independent perturbation against one or several defences."""
+    return Plan("universal", (Stage(tuple(defences), iterations),), attacker="universal")
+
+
 def make_plan(strategy: str, defences: tuple[str, ...], first: int, later: int,
               regulariser: str = "ewc", multi_task_iterations: str = "matched") -> Plan:
-    """The plan of ``strategy`` over ``defences`` (one defence for single-task)."""
+    """The plan of ``strategy`` over ``defences`` (one defence for single-task). A one-stage plan
+    on several defences (multi-task, universal) gets ``first + later x (k - 1)`` iterations with
+    ``multi_task_iterations: matched``, the sequential strategies' whole budget."""
+    one_stage = first + later * (len(defences) - 1) if multi_task_iterations == "matched" \
+        else first
     if strategy == "single-task":
         if len(defences) != 1:
             raise ValueError(f"single-task attacks one defence, got {defences}")
         return single_task(defences[0], first)
     if strategy == "multi-task":
-        total = first + later * (len(defences) - 1) if multi_task_iterations == "matched" else first
-        return multi_task(defences, total)
+        return multi_task(defences, one_stage)
+    if strategy == "universal":
+        return universal(defences, one_stage)
     if strategy == "transfer":
         return transfer(defences, first, later)
     if strategy == "lifelong":

@@ -40,10 +40,11 @@ class AttackTrial:
         return self.plan.regulariser
 
     @property
-    def first_stage(self) -> tuple[int, tuple[str, ...], int]:
-        """(seed, defences, iterations) of stage 1: equal for trials that train it identically."""
+    def first_stage(self) -> tuple[int, str, tuple[str, ...], int]:
+        """(seed, attacker model, defences, iterations) of stage 1: equal for trials that train
+        it identically."""
         first = self.plan.stages[0]
-        return self.seed, first.defences, first.iterations
+        return self.seed, self.plan.attacker, first.defences, first.iterations
 
     def rows(self) -> list[tuple[str, tuple[str, ...]]]:
         """(method, defences in training order) of each Table-1 row this trial yields, by stage:

@@ -19,7 +19,7 @@ from trainables.evaluation import Split, evaluate
 from trainables.figures import FIGURE_FILE, figure2, figure_to_array, save_figure_data
 from trainables.models import build
 from trainables.regularisers import build_regulariser
-from trainables.settings import TrialSettings
+from trainables.settings import AttackSettings, TrialSettings
 from trainables.stage_loop import LoopCallbacks, LoopSettings, StageLoop
 from trainables.trials import AttackTrial
 from trainables.tune_io import load_checkpoint, report, restore, split_tensors, trial_dir
@@ -74,13 +74,21 @@ def _stage_loop(trial: AttackTrial, settings: TrialSettings, rt: Runtime,
                 defences: dict[str, nn.Module], train: Split) -> StageLoop:
     attack, lifelong = settings.attack, settings.lifelong
     torch.manual_seed(trial.seed)
-    attacker = place(build(attack.model, width=attack.width, eta_init=attack.eta_init), rt)
+    attacker = place(attacker_for(trial.plan.attacker, attack, tuple(train[0].shape[1:])), rt)
     regulariser = build_regulariser(trial.regulariser, trial.lam or 0.0, fisher=lifelong.fisher,
                                     decay=lifelong.decay)
     loop_settings = LoopSettings(attack, lifelong, seed=trial.seed, amp=rt.amp,
                                  compile=rt.compile)
     return StageLoop(attacker, {d: defences[d] for d in trial.defences}, trial.plan, regulariser,
                      *train, loop_settings)
+
+
+def attacker_for(model: str, attack: AttackSettings, input_shape: tuple[int, ...]) -> nn.Module:
+    """A plan's attacker: the atrous network (``attack.model``, its width) or the universal
+    perturbation of the inputs' shape, both starting at ``attack.eta_init``."""
+    if model == "universal":
+        return build("universal", input_shape=input_shape, eta_init=attack.eta_init)
+    return build(model, width=attack.width, eta_init=attack.eta_init)
 
 
 def _start(loop: StageLoop, trial: AttackTrial, first_stages: dict[str, dict],

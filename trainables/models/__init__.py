@@ -23,7 +23,8 @@ def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn
 
 
 def build(name: str, **options) -> nn.Module:
-    """Build the model registered as ``name`` (``atrous``, ``cnn4``, ``vgg16``, ``resnet50``)."""
+    """Build the model registered as ``name``: the attackers ``atrous`` and ``universal``, the
+    defences ``cnn4``, ``vgg16``, ``resnet50`` and ``crnn``."""
     if name not in REGISTRY:
         raise ValueError(f"unknown model {name!r}; registered: {', '.join(sorted(REGISTRY))}")
     return REGISTRY[name](**options)
@@ -34,4 +35,5 @@ def scaled(channels: int, width: float) -> int:
     return max(1, round(channels * width))
 
 
-from trainables.models import atrous, cnn4, resnet50, vgg16  # noqa: E402,F401  (registration)
+# Imported for their registration.
+from trainables.models import atrous, cnn4, crnn, resnet50, universal, vgg16  # noqa: E402,F401
