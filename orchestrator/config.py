@@ -17,7 +17,7 @@ from orchestrator.typed_load import from_dict, to_dict
 from trainables.data.corpora import CORPUS_KINDS
 from trainables.data.settings import FeatureSettings, SplitSpec, SyntheticSpec
 from trainables.errors import ConfigError
-from trainables.settings import (AttackSettings, DefenceSpec,
+from trainables.settings import (AttackSettings, AudioSettings, DefenceSpec,
                                  DefenceTrainingSettings, LifelongSettings, PerformanceSettings,
                                  TrialSettings)
 from trainables.stages import PAPER_STRATEGIES, STRATEGIES, Strategy
@@ -132,6 +132,7 @@ class ExperimentConfig:
     grid: GridConfig = field(default_factory=GridConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
     performance: PerformanceSettings = field(default_factory=PerformanceSettings)
+    audio: AudioSettings = field(default_factory=AudioSettings)
 
     def __post_init__(self) -> None:
         positive("seed", self.seed, allow_zero=True)
@@ -162,7 +163,8 @@ class ExperimentConfig:
         """What every trial of this run is given (``trainables.settings``)."""
         return TrialSettings(defences=dict(self.defences), defence_training=self.defence_training,
                              attack=self.attack, lifelong=self.lifelong,
-                             performance=self.performance,
+                             performance=self.performance, audio=self.audio,
+                             features=self.data.features,
                              defence_cpus=self.tune.defence_resources.cpu,
                              attack_cpus=self.tune.attack_resources.cpu)
 

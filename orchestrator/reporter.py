@@ -3,6 +3,8 @@ built from recorded results (``orchestrator.records``) and written atomically.""
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -247,6 +249,29 @@ def figure2_png(storage: Path, trials: pd.DataFrame, path: Path) -> bool:
     return False
 
 
+def collect_audio(storage: Path, trials: pd.DataFrame, folder: Path) -> pd.DataFrame:
+    """Copy each finished trial's audio examples into ``folder/<trial>/`` and list their SNRs
+    (feature and waveform domain) in ``folder/snr.csv``; returns that table."""
+    from trainables.audio_export import AUDIO_FOLDER, SNR_FILE
+
+    rows = []
+    for trial_id, experiment in trials[["trial_id", "tune_experiment"]].drop_duplicates() \
+            .itertuples(index=False):
+        recorded = storage / experiment / trial_id / AUDIO_FOLDER
+        if not (recorded / SNR_FILE).is_file():
+            continue
+        for wav in sorted(recorded.glob("*.wav")):
+            write_atomically(folder / trial_id / wav.name,
+                             lambda tmp, wav=wav: shutil.copyfile(wav, tmp))
+        rows += [{"trial_id": trial_id, **row}
+                 for row in json.loads((recorded / SNR_FILE).read_text())]
+    table = pd.DataFrame(rows, columns=["trial_id", "utterance", "snr_db_features",
+                                        "snr_db_waveform"])
+    if rows:
+        write_atomically(folder / "snr.csv", lambda tmp: table.to_csv(tmp, index=False))
+    return table
+
+
 def write_report(config: ExperimentConfig, results: Path, storage: Path) -> pd.DataFrame:
     """Write every report file into ``results``; returns Table 1."""
     trials = trials_table(config, storage, results)
@@ -259,5 +284,6 @@ def write_report(config: ExperimentConfig, results: Path, storage: Path) -> pd.D
     write_atomically(results / "lambda_sweep.csv", lambda tmp: sweep.to_csv(tmp, index=False))
     figure3(config, sweep, results / "lambda_sweep.png")
     figure2_png(storage, trials, results / "figure2.png")
+    collect_audio(storage, trials, results / "audio")
     write_text_atomically(results / "findings.md", findings(config, trials, table, sizes))
     return table

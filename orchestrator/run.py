@@ -100,8 +100,12 @@ def _trial_data(prepared: PreparedData) -> dict:
     """Standardised features of every split, for the object store."""
     features = load_features(prepared.feature_cache)
     splits = {s: features.standardised(s) for s in ("train", "dev", "test")}
+    test = features.table[features.table["split"] == "test"]
     return {"x": {s: x for s, (x, _) in splits.items()},
-            "y": {s: y for s, (_, y) in splits.items()}, "classes": features.classes}
+            "y": {s: y for s, (_, y) in splits.items()}, "classes": features.classes,
+            # for the audio examples: the test utterances' names, the standardisation undone
+            "test_names": [Path(p).stem for p in test["path"]],
+            "mean": features.mean, "std": features.std}
 
 
 def _defence_weights(config: ExperimentConfig, prepared: PreparedData, data: dict,

@@ -15,6 +15,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Literal
 
+from trainables.data.settings import FeatureSettings
 from trainables.validation import positive, within
 
 DefenceModel = Literal["cnn4", "vgg16", "resnet50", "crnn"]
@@ -132,6 +133,19 @@ class PerformanceSettings:
 
 
 @dataclass(frozen=True)
+class AudioSettings:
+    """Listening to the attacks: for each finished trial, WAV pairs (clean, adversarial) of the
+    first test utterances, inverted from their log-Mel spectrograms (``trainables.audio_export``)."""
+
+    examples: int = 4  # test utterances per finished trial; 0: none
+    iterations: int = 32  # Griffin-Lim iterations of each inversion
+
+    def __post_init__(self) -> None:
+        positive("examples", self.examples, allow_zero=True)
+        positive("iterations", self.iterations)
+
+
+@dataclass(frozen=True)
 class TrialSettings:
     """What every trial of a run is given: the defences, how they and the attackers train, the
     device switches, and the CPUs a trial holds (its torch threads)."""
@@ -141,5 +155,7 @@ class TrialSettings:
     attack: AttackSettings = AttackSettings()
     lifelong: LifelongSettings = LifelongSettings()
     performance: PerformanceSettings = PerformanceSettings()
+    audio: AudioSettings = AudioSettings()
+    features: FeatureSettings = FeatureSettings()  # how the inputs were made (for the audio)
     defence_cpus: float = 1.0
     attack_cpus: float = 1.0

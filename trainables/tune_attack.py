@@ -13,6 +13,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from trainables import metric_keys as keys
 from trainables.atomic import write_atomically
+from trainables.audio_export import AUDIO_FOLDER, adversarial_examples, write_examples
 from trainables.device import Runtime, place, runtime
 from trainables.errors import DamagedFile
 from trainables.evaluation import Split, evaluate
@@ -42,7 +43,7 @@ def train_attack_trial(config: dict, data: dict, defence_weights: dict, settings
     splits = {s: split_tensors(data, s, rt) for s in ("train", *keys.SPLITS)}
     loop = _stage_loop(trial, settings, rt, defences, splits["train"])
     _start(loop, trial, first_stages or {}, (resume_from or {}).get(trial.id))
-    stage_reports = StageReports(trial, settings, rt, defences, splits, data["classes"])
+    stage_reports = StageReports(trial, settings, rt, defences, splits, data)
     loop.run(stage_reports.callbacks())
     stage_reports.close()
 
@@ -110,10 +111,9 @@ class StageReports:
     and after each stage the evaluation of every defence, Figure 2's data and the ASHA score."""
 
     def __init__(self, trial: AttackTrial, settings: TrialSettings, rt: Runtime,
-                 defences: dict[str, nn.Module], splits: dict[str, Split],
-                 classes: list[str]) -> None:
+                 defences: dict[str, nn.Module], splits: dict[str, Split], data: dict) -> None:
         self.trial, self.settings, self.rt = trial, settings, rt
-        self.defences, self.classes = defences, classes
+        self.defences, self.classes, self.data = defences, data["classes"], data
         self.evaluated = {s: splits[s] for s in keys.SPLITS}
         self.figure_input = splits["test"][0][0], int(splits["test"][1][0])
         self.writer = SummaryWriter(str(trial_dir() / "tensorboard"))
@@ -152,12 +152,29 @@ class StageReports:
         if loop.finished:  # atomically: the reporter reads it, a killed worker must not cut it
             write_atomically(trial_dir() / FIGURE_FILE,
                              lambda tmp: save_figure_data(tmp, **figure))
+            self.listen(loop.attacker, step)
         report({**metrics, keys.SCORE: self.score, keys.KIND: keys.STAGE, "stage": stage,
                 keys.STEP: step, "trained_defences": " + ".join(trained),
                 "confusion": json.dumps(confusion),
                 # JSON text, as TensorBoard's logger takes only numbers and strings
                 "classes": json.dumps(list(self.classes)),
                 "finished": loop.finished}, loop.state_dict())
+
+    def listen(self, attacker: nn.Module, step: int) -> None:
+        """The audio examples of the finished attacker: WAV files and TensorBoard audio."""
+        count = min(self.settings.audio.examples, len(self.data["test_names"]))
+        if count == 0:
+            return
+        features = self.settings.features
+        examples = adversarial_examples(
+            attacker, self.evaluated["test"][0][:count], self.data["test_names"][:count],
+            self.data["mean"], self.data["std"], features, self.settings.audio.iterations,
+            self.rt.amp)
+        write_examples(examples, trial_dir() / AUDIO_FOLDER, features.sample_rate)
+        for example in examples:
+            for kind, wave in zip(("clean", "adversarial"), example.scaled()):
+                self.writer.add_audio(f"audio/{example.name}/{kind}", torch.from_numpy(wave),
+                                      step, sample_rate=features.sample_rate)
 
     def close(self) -> None:
         self.writer.close()
