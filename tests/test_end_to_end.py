@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import soundfile
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -77,6 +78,7 @@ def test_tensorboard_events_hold_uar_scalars_and_the_figure(run):
     trial = results / "runs" / SECOND_WAVE / "lifelong-clockwise-lam1e2-seed0"
     ours = EventAccumulator(str(trial / "tensorboard")).Reload()
     assert "eval/cnn4/test/adv_uar" in ours.Tags()["scalars"]
+    assert any(tag.startswith("audio/") for tag in ours.Tags()["audio"])
     assert len(ours.Scalars("eval/cnn4/test/adv_uar")) == 3
     assert ours.Scalars("train/penalty")[-1].value > 0
     # It started from single-task CNN-4's weights: no training step of its own in stage 1 (the
@@ -100,6 +102,13 @@ def test_the_other_outputs_exist(run):
     assert set(sweep["lambda"]) == {0.0, 100.0, 10000.0}
     assert "Multi-task" in (results / "findings.md").read_text()
     assert "table1.csv" in result.stdout
+    # Four WAV pairs per finished trial, at the corpus's rate, each pair of one length.
+    snr = pd.read_csv(results / "audio" / "snr.csv")
+    assert len(snr) == 4 * 8 and snr["snr_db_waveform"].notna().all()  # 8 trials
+    for row in snr.itertuples():
+        pair = [soundfile.info(str(results / "audio" / row.trial_id / f"{row.utterance}_{k}.wav"))
+                for k in ("clean", "adversarial")]
+        assert {p.samplerate for p in pair} == {16_000} and pair[0].frames == pair[1].frames
 
 
 def test_the_console_says_what_each_trial_did_in_a_line(run):

@@ -129,18 +129,22 @@ def small_filesystem(tmp_path) -> Iterator[Path]:
 
 
 def test_a_full_disk_ends_in_one_line_and_resume_finishes_after_space_is_freed(
-        tmp_path, small_filesystem):
+        tmp_path, small_filesystem, ray_head):
+    """The defences' checkpoints alone need twice the 3 MB: a private cache makes sure they are
+    trained here. Both runs join the session's Ray head, which spares two local starts."""
     results = small_filesystem / "r"
-    args = ["--results", str(results), "--set", "grid.strategies=[single-task]"]
-    full = run_cli("--config", str(TINY), *args, cwd=tmp_path, timeout=600)
+    env = {**ray_head.env, "SER_CACHE_DIR": str(tmp_path / "cache")}
+    args = ["--results", str(results), "--address", ray_head.address]
+    full = run_cli("--config", str(TINY), *args, "--set", "grid.strategies=[single-task]",
+                   cwd=tmp_path, timeout=600, env=env)
     assert full.returncode == 2, full.stdout[-3000:] + full.stderr[-3000:]
     errors = [line for line in full.stderr.splitlines() if line.startswith("error:")]
     assert errors == [f"error: {results / 'runs'}: no space left on its device (or quota): "
                       f"free some space, then finish it with: python run_grid.py --results "
-                      f"{results} --resume"]
+                      f"{results} --resume --address {ray_head.address}"]
     assert "Traceback" not in full.stdout + full.stderr
     subprocess.run(["mount", "-o", "remount,size=64m", str(small_filesystem)], check=True)
-    resumed = run_cli("--results", str(results), "--resume", cwd=tmp_path, timeout=600)
+    resumed = run_cli(*args, "--resume", cwd=tmp_path, timeout=600, env=env)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     table = pd.read_csv(results / "table1.csv")
     assert (table["status"] == "ok").all() and table["cnn4_test"].notna().all()
