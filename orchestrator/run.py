@@ -6,7 +6,6 @@ bad input then fails in about a second instead of after several seconds of impor
 from __future__ import annotations
 
 import errno
-import json
 import os
 from pathlib import Path
 
@@ -20,14 +19,11 @@ from orchestrator.lock import RunLock
 from orchestrator.paths import cache_dir
 from orchestrator.preflight import check_models, check_resources
 from orchestrator.records import read_defences, write_defences, write_status
-from orchestrator.trust import check_resumable
+from orchestrator.resume import check_resumable, check_same_data, check_same_defences
 from trainables.errors import ProjectError
 from trainables.data.feature_cache import load_features
 
 CONFIG_FILE = "config.yaml"
-# The feature cache a run's trials were trained and evaluated on (its name hashes every audio
-# file's path, size and time, the labels, the split and the feature settings).
-DATA_FILE = "data.json"
 
 
 def storage_of(config: ExperimentConfig, results: Path) -> Path:
@@ -43,39 +39,6 @@ def _saved_config(results: Path) -> ExperimentConfig:
         raise ProjectError(f"{results} holds no run ({CONFIG_FILE} is missing): nothing to "
                            "resume or report; start a run with this --results folder")
     return config_from_dict(read_yaml(path))
-
-
-def check_same_data(results: Path, prepared: PreparedData, resume: bool) -> None:
-    """Record the data a run uses; on ``--resume``, refuse data that differ from the recorded:
-    the finished trials' numbers would be mixed with numbers from another corpus or split."""
-    path = results / DATA_FILE
-    used = {"feature_cache": Path(prepared.feature_cache).name,
-            "utterances": prepared.utterances, "split_speakers": prepared.split_speakers}
-    if resume and path.exists():
-        recorded = json.loads(path.read_text())
-        if recorded.get("feature_cache") != used["feature_cache"]:
-            raise ProjectError(
-                f"the data changed since this run started ({recorded.get('utterances')} "
-                f"utterances then, {used['utterances']} now, or files added, removed or "
-                "modified): its finished trials used the old data, and --resume would mix the "
-                "two in one table. Restore the corpus as it was, or start a new run in another "
-                "--results folder")
-        return
-    write_text_atomically(path, json.dumps(used, indent=2) + "\n")
-
-
-def _check_same_defences(recorded: dict, trials: dict, keys: dict) -> None:
-    """On ``--resume``, refuse defences other than those the run's finished trials attacked
-    (their key hashes the model's code and settings, its seed and the data)."""
-    for trial_id, trial in trials.items():
-        entry = recorded.get(trial.defence, {}).get("per_seed", {}).get(str(trial.grid_seed))
-        if entry and Path(entry["cache"]).stem != keys[trial_id]:
-            raise ProjectError(
-                f"defence {trial.defence} (grid seed {trial.grid_seed}) is not the one this run "
-                "started with: its code or settings changed since (the project was updated?), "
-                "and --resume would mix attacks on two different defences in one table. Finish "
-                "it with the version that started it, or start a new run in another --results "
-                "folder")
 
 
 def failure_cause(error: BaseException | None) -> str:
@@ -122,7 +85,7 @@ def _defence_weights(config: ExperimentConfig, prepared: PreparedData, data: dic
     keys = {i: defence_key(config, t.defence, prepared.feature_cache, t.seed)
             for i, t in trials.items()}
     if resume:
-        _check_same_defences(read_defences(results), trials, keys)
+        check_same_defences(read_defences(results), trials, keys)
     missing = [t for i, t in trials.items() if not cache.has(keys[i])]
     if missing:
         grid = run_stage(DEFENCES, train_defence_trial,

@@ -17,8 +17,8 @@ import yaml
 
 from orchestrator.config import config_to_dict, load_config
 from orchestrator.data_prep import prepare_data
-from orchestrator.run import CONFIG_FILE, check_same_data
-from orchestrator.trust import check_resumable
+from orchestrator.resume import check_resumable, check_same_data
+from orchestrator.run import CONFIG_FILE
 from trainables.errors import ProjectError
 from tests.helpers import TINY, ROOT, demos_folder, demos_with_neutral, run_cli, write_wav
 
@@ -262,15 +262,15 @@ def test_a_trial_larger_than_the_local_instance_is_refused_not_left_waiting(tmp_
 
 def test_resume_refuses_defences_other_than_those_the_run_started_with():
     from orchestrator.grid import defence_trials
-    from orchestrator.run import _check_same_defences
+    from orchestrator.resume import check_same_defences
 
     config = load_config(TINY)
     trials = {t.id: t for t in defence_trials(config)}
     keys = {i: f"{t.defence}-{'0' * 16}" for i, t in trials.items()}
     recorded = {t.defence: {"per_seed": {str(t.grid_seed): {"cache": f"/c/{keys[i]}.pt"}}}
                 for i, t in trials.items()}
-    _check_same_defences(recorded, trials, keys)  # the same: resumed
-    _check_same_defences({}, trials, keys)  # none recorded yet (stopped before they finished)
+    check_same_defences(recorded, trials, keys)  # the same: resumed
+    check_same_defences({}, trials, keys)  # none recorded yet (stopped before they finished)
     changed = dict(keys, **{"defence-vgg16-seed0": "vgg16-" + "1" * 16})
     with pytest.raises(ProjectError, match="defence vgg16 .grid seed 0. is not the one"):
-        _check_same_defences(recorded, trials, changed)
+        check_same_defences(recorded, trials, changed)
