@@ -4,6 +4,7 @@ its checkpoints that the driver needs."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -74,6 +75,8 @@ def _defences(settings: TrialSettings, weights: dict, num_classes: int, rt: Runt
 def _stage_loop(trial: AttackTrial, settings: TrialSettings, rt: Runtime,
                 defences: dict[str, nn.Module], train: Split) -> StageLoop:
     attack, lifelong = settings.attack, settings.lifelong
+    if trial.plan.attacker == "universal":
+        attack = replace(attack, lr=attack.universal_lr)
     torch.manual_seed(trial.seed)
     attacker = place(attacker_for(trial.plan.attacker, attack, tuple(train[0].shape[1:])), rt)
     regulariser = build_regulariser(trial.regulariser, trial.lam or 0.0, fisher=lifelong.fisher,
