@@ -239,12 +239,14 @@ def _beyond_the_paper(config: ExperimentConfig, ok: pd.DataFrame, table: pd.Data
             continue
         clean = table.loc[table["method"] == "clean", column]
         ranked = rows.sort_values(column).head(5)
-        listing = "; ".join(f"{r.method} on {r.defences}: {r[column]:.1f}"
+        listing = "; ".join(f"{r.method} on {r.defences}: {r[column]:.1f} at "
+                            f"{_snr(sizes, r.method, r.defences):.1f} dB SNR"
                             for _, r in ranked.iterrows())
         best = ranked.iloc[0]
         lines.append(f"7. Transfer to {label[held]}, held out (never attacked): the lowest "
                      f"adversarial test UAR is {best.method}'s on {best.defences} "
                      f"({best[column]:.1f}, clean "
                      f"{clean.iloc[0] if len(clean) else float('nan'):.1f}). Lowest five: "
-                     f"{listing}. Compare the SNRs in perturbation.csv.\n")
+                     f"{listing}. A lower UAR at a lower SNR may only be a louder "
+                     "perturbation.\n")
     return lines
