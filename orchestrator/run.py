@@ -21,6 +21,7 @@ from orchestrator.preflight import check_models, check_resources
 from orchestrator.records import read_defences, write_defences, write_status
 from orchestrator.resume import check_resumable, check_same_data, check_same_defences
 from trainables.errors import ProjectError
+from trainables.trials import TrialData
 from trainables.data.feature_cache import load_features
 
 CONFIG_FILE = "config.yaml"
@@ -59,16 +60,15 @@ def _complete_rows(table: Path) -> int:
     return int((pd.read_csv(table)["status"] == "ok").sum())
 
 
-def _trial_data(prepared: PreparedData) -> dict:
+def _trial_data(prepared: PreparedData) -> TrialData:
     """Standardised features of every split, for the object store."""
     features = load_features(prepared.feature_cache)
     splits = {s: features.standardised(s) for s in ("train", "dev", "test")}
     test = features.table[features.table["split"] == "test"]
-    return {"x": {s: x for s, (x, _) in splits.items()},
-            "y": {s: y for s, (_, y) in splits.items()}, "classes": features.classes,
-            # for the audio examples: the test utterances' names, the standardisation undone
-            "test_names": [Path(p).stem for p in test["path"]],
-            "mean": features.mean, "std": features.std}
+    return TrialData(x={s: x for s, (x, _) in splits.items()},
+                     y={s: y for s, (_, y) in splits.items()}, classes=features.classes,
+                     test_names=[Path(p).stem for p in test["path"]], mean=features.mean,
+                     std=features.std)
 
 
 def _defence_weights(config: ExperimentConfig, prepared: PreparedData, data: dict,

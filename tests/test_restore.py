@@ -23,6 +23,7 @@ from orchestrator.launch import run_stage
 from orchestrator.records import result_files
 from tests.helpers import TINY
 from trainables.models import build
+from trainables.trials import TrialData
 
 CLASSES = ["anger", "disgust", "fear", "guilt", "happiness", "sadness", "surprise"]
 
@@ -44,16 +45,17 @@ def tiny_config(max_failures: int) -> ExperimentConfig:
                               f"tune.max_failures={max_failures}"])
 
 
-def random_data(config: ExperimentConfig, seed: int = 0) -> dict:
+def random_data(config: ExperimentConfig, seed: int = 0) -> TrialData:
     """Standardised-looking features of every split, every class in each. What the features
     are does not matter here, only where a trial restarts, so no corpus is computed."""
     rng = np.random.default_rng(seed)
     frames = config.data.features.frames
-    data: dict = {"x": {}, "y": {}, "classes": CLASSES}
+    data = TrialData(x={}, y={}, classes=CLASSES, test_names=["a", "b"],
+                     mean=np.zeros(64, np.float32), std=np.ones(64, np.float32))
     for split, per_class in (("train", 4), ("dev", 2), ("test", 2)):
         y = np.repeat(np.arange(len(CLASSES)), per_class)
-        data["x"][split] = rng.standard_normal((len(y), 1, frames, 64)).astype(np.float32)
-        data["y"][split] = y.astype(np.int64)
+        data.x[split] = rng.standard_normal((len(y), 1, frames, 64)).astype(np.float32)
+        data.y[split] = y.astype(np.int64)
     return data
 
 

@@ -140,7 +140,8 @@ class PerformanceSettings:
 @dataclass(frozen=True)
 class AudioSettings:
     """Listening to the attacks: for each finished trial, WAV pairs (clean, adversarial) of the
-    first test utterances, inverted from their log-Mel spectrograms (``trainables.audio_export``)."""
+    first test utterances, inverted from their log-Mel spectrograms
+    (``trainables.audio_export``)."""
 
     examples: int = 4  # test utterances per finished trial; 0: none
     iterations: int = 32  # Griffin-Lim iterations of each inversion

@@ -3,9 +3,28 @@ config into and each Tune trial receives whole."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from trainables.stages import Plan
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+@dataclass(frozen=True)
+class TrialData:
+    """The data every trial of a run shares (sent once to Ray's object store): standardised
+    features ``x[split]`` ``(n, 1, T, F)`` and labels ``y[split]`` of train, dev and test, the
+    class names, and for the audio examples the test utterances' names and the per-band
+    statistics the features were standardised with."""
+
+    x: dict[str, np.ndarray]
+    y: dict[str, np.ndarray]
+    classes: list[str]
+    test_names: list[str] = field(default_factory=list)
+    mean: np.ndarray | None = None
+    std: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

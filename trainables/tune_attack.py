@@ -23,14 +23,15 @@ from trainables.models import build
 from trainables.regularisers import build_regulariser
 from trainables.settings import AttackSettings, TrialSettings
 from trainables.stage_loop import LoopCallbacks, LoopSettings, StageLoop
-from trainables.trials import AttackTrial
+from trainables.trials import AttackTrial, TrialData
 from trainables.tune_io import load_checkpoint, report, restore, split_tensors, trial_dir
 
-def train_attack_trial(config: dict, data: dict, defence_weights: dict, settings: TrialSettings,
-                       trials: dict[str, AttackTrial], first_stages: dict | None = None,
+def train_attack_trial(config: dict, data: TrialData, defence_weights: dict,
+                       settings: TrialSettings, trials: dict[str, AttackTrial],
+                       first_stages: dict | None = None,
                        resume_from: dict[str, str] | None = None) -> None:
-    """``config["trial"]``: the id of this trial's spec in ``trials``; ``data``: standardised features per split (from
-    the object store); ``defence_weights``: by grid seed, each defence's trained ``state_dict``
+    """``config["trial"]``: the id of this trial's spec in ``trials``; ``data``: the run's
+    features (from the object store); ``defence_weights``: by grid seed, each defence's trained ``state_dict``
     (a trial attacks the defences of its own seed); ``first_stages``: final states of one-stage
     trials by id (``final_stage_state``), for a trial that ``starts_from`` one of them;
     ``resume_from``: checkpoint folders by trial id, for an experiment run again after its saved
@@ -40,7 +41,7 @@ def train_attack_trial(config: dict, data: dict, defence_weights: dict, settings
     ``checkpoint_every``, and the full evaluation of every defence after each stage."""
     trial = trials[config["trial"]]
     rt = runtime(settings.performance, settings.attack_cpus)
-    defences = _defences(settings, defence_weights[trial.seed], len(data["classes"]), rt)
+    defences = _defences(settings, defence_weights[trial.seed], len(data.classes), rt)
     splits = {s: split_tensors(data, s, rt) for s in ("train", *keys.SPLITS)}
     loop = _stage_loop(trial, settings, rt, defences, splits["train"])
     _start(loop, trial, first_stages or {}, (resume_from or {}).get(trial.id))
@@ -114,9 +115,10 @@ class StageReports:
     and after each stage the evaluation of every defence, Figure 2's data and the ASHA score."""
 
     def __init__(self, trial: AttackTrial, settings: TrialSettings, rt: Runtime,
-                 defences: dict[str, nn.Module], splits: dict[str, Split], data: dict) -> None:
+                 defences: dict[str, nn.Module], splits: dict[str, Split],
+                 data: TrialData) -> None:
         self.trial, self.settings, self.rt = trial, settings, rt
-        self.defences, self.classes, self.data = defences, data["classes"], data
+        self.defences, self.classes, self.data = defences, data.classes, data
         self.evaluated = {s: splits[s] for s in keys.SPLITS}
         self.figure_input = splits["test"][0][0], int(splits["test"][1][0])
         self.writer = SummaryWriter(str(trial_dir() / "tensorboard"))
@@ -165,13 +167,13 @@ class StageReports:
 
     def listen(self, attacker: nn.Module, step: int) -> None:
         """The audio examples of the finished attacker: WAV files and TensorBoard audio."""
-        count = min(self.settings.audio.examples, len(self.data["test_names"]))
+        count = min(self.settings.audio.examples, len(self.data.test_names))
         if count == 0:
             return
         features = self.settings.features
         examples = adversarial_examples(
-            attacker, self.evaluated["test"][0][:count], self.data["test_names"][:count],
-            self.data["mean"], self.data["std"], features, self.settings.audio.iterations,
+            attacker, self.evaluated["test"][0][:count], self.data.test_names[:count],
+            self.data.mean, self.data.std, features, self.settings.audio.iterations,
             self.rt.amp)
         write_examples(examples, trial_dir() / AUDIO_FOLDER, features.sample_rate)
         for example in examples:

@@ -15,6 +15,7 @@ from ray import tune
 from trainables.checksums import damage, verify, write_checksum
 from trainables.device import Runtime
 from trainables.errors import DamagedFile
+from trainables.trials import TrialData
 
 STATE_FILE = "state.pt"
 
@@ -91,14 +92,15 @@ def trial_dir() -> Path:
     return Path(tune.get_context().get_trial_dir())
 
 
-def split_tensors(data: dict, split: str, rt: Runtime) -> tuple[torch.Tensor, torch.Tensor]:
+def split_tensors(data: TrialData, split: str,
+                  rt: Runtime) -> tuple[torch.Tensor, torch.Tensor]:
     """``(x (n, 1, T, F), y (n,))`` of a split on the trial's device; the whole split is
     resident there, so no step reads a file or copies from the host."""
     with warnings.catch_warnings():
         # Arrays from Ray's object store are read-only; sharing them saves a copy per trial on
         # CPU, and nothing ever writes to the features.
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        x = torch.from_numpy(np.ascontiguousarray(data["x"][split])).to(rt.device)
+        x = torch.from_numpy(np.ascontiguousarray(data.x[split])).to(rt.device)
     if rt.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    return x, torch.from_numpy(data["y"][split]).to(rt.device)
+    return x, torch.from_numpy(data.y[split]).to(rt.device)
