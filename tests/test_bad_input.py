@@ -19,7 +19,8 @@ from orchestrator.config import config_to_dict, load_config
 from orchestrator.data_prep import prepare_data
 from orchestrator.resume import check_resumable, check_same_data
 from orchestrator.run import CONFIG_FILE
-from trainables.errors import ProjectError
+from orchestrator.preflight import check_resources
+from trainables.errors import ConfigError, ProjectError
 from tests.helpers import TINY, ROOT, demos_folder, demos_with_neutral, run_cli, write_wav
 
 
@@ -252,12 +253,14 @@ def test_a_model_that_cannot_take_the_features_stops_the_run_before_ray(tmp_path
     assert "Ray instance" not in result.stdout
 
 
-def test_a_trial_larger_than_the_local_instance_is_refused_not_left_waiting(tmp_path):
-    result = run_cli("--config", str(TINY), "--results", str(tmp_path / "r"), "--set",
-                     "tune.attack_resources.cpu=4096", cwd=tmp_path, timeout=300)
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert "tune.attack_resources: a trial asks for 4096 CPU" in result.stderr
-    assert "Traceback" not in result.stderr and not (tmp_path / "r" / "runs").exists()
+def test_a_trial_larger_than_the_ray_instance_is_refused_locally_and_warned_on_a_cluster(
+        capsys):
+    config = load_config(TINY, ["tune.attack_resources.cpu=4096"])
+    check_resources(load_config(TINY), {"CPU": 2.0}, local=True)  # fits: nothing said
+    with pytest.raises(ConfigError, match="tune.attack_resources: a trial asks for 4096 CPU"):
+        check_resources(config, {"CPU": 2.0, "GPU": 0.0}, local=True)
+    check_resources(config, {"CPU": 2.0}, local=False)  # a cluster may scale up
+    assert "its trials wait until the cluster scales up" in capsys.readouterr().out
 
 
 def test_resume_refuses_defences_other_than_those_the_run_started_with():
