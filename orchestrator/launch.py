@@ -19,6 +19,7 @@ from orchestrator.config import ExperimentConfig, Resources
 from orchestrator.interrupt import tune_stage
 from orchestrator.progress import Progress
 from orchestrator.records import set_aside_results
+from trainables import metric_keys as keys
 from trainables.trials import AttackTrial, DefenceTrial
 from trainables.tune_io import newest_intact_checkpoint
 
@@ -58,7 +59,7 @@ def _scheduler(config: ExperimentConfig, stage: str):
     if stage.startswith("attacks") and config.tune.scheduler == "asha":
         attack = config.attack
         longest = attack.first_stage_iterations + 2 * attack.later_stage_iterations
-        return ASHAScheduler(time_attr="global_step", metric="score", mode="min",
+        return ASHAScheduler(time_attr=keys.STEP, metric=keys.SCORE, mode="min",
                              max_t=longest * 2, grace_period=attack.first_stage_iterations,
                              reduction_factor=2)
     return FIFOScheduler()
