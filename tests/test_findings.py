@@ -15,9 +15,9 @@ from orchestrator.reporter import tables
 DEFENCES = ("cnn4", "vgg16", "resnet50")
 
 
-def constructed_trials(seeds, uar) -> tuple:
+def constructed_trials(seeds, uar, defences=DEFENCES) -> tuple:
     """The smoke grid's records for ``seeds``, each metric from ``uar(strategy, trained, d,
-    seed, lam, kind)`` (kind ``adv`` or ``noise``, UAR in percent)."""
+    seed, lam, kind)`` (kind ``adv`` or ``noise``, UAR in percent), for ``defences``."""
     config = load_config(PROJECT_ROOT / "configs" / "smoke.yaml",
                          [f"grid.seeds=[{','.join(map(str, seeds))}]"])
     rows = []
@@ -26,16 +26,16 @@ def constructed_trials(seeds, uar) -> tuple:
             row = {"trial_id": trial.id, "strategy": trial.strategy, "sequence": trial.sequence,
                    "lambda": trial.lam, "seed": trial.seed, "stage": stage, "status": "ok",
                    "trained": ",".join(trained)}
-            for d in DEFENCES:
+            for d in defences:
                 for split in ("dev", "test"):
                     for kind in ("adv", "noise"):
                         row[f"{d}/{split}/{kind}_uar"] = uar(
                             trial.strategy, trained, d, trial.seed, trial.lam, kind) / 100
                 row["perturbation/test/snr_db"] = row["perturbation/dev/snr_db"] = 12.0
             rows.append(row)
-    defences = {d: {"per_seed": {str(s): {"dev_uar": 0.8 + 0.01 * s, "test_uar": 0.75}
-                                 for s in seeds}} for d in DEFENCES}
-    return config, pd.DataFrame(rows), defences
+    clean = {d: {"per_seed": {str(s): {"dev_uar": 0.8 + 0.01 * s, "test_uar": 0.75}
+                              for s in seeds}} for d in defences}
+    return config, pd.DataFrame(rows), clean
 
 
 def paper_like(strategy, trained, d, seed, lam, kind):
@@ -126,3 +126,25 @@ def test_a_multi_task_win_bought_with_a_louder_perturbation_is_flagged():
     table, sizes = tables(config, *constructed_trials([0, 1, 2], paper_like)[1:])
     quiet = findings(config, constructed_trials([0, 1, 2], paper_like)[1], table, sizes)
     assert "not evidence of transferability" not in quiet
+
+
+def test_the_universal_comparison_and_the_held_out_ranking_are_reported():
+    """The smoke grid holds CRNN out: it is never attacked, so its ranking is the black-box
+    transfer; here the universal perturbation on all three transfers best (UAR 30)."""
+    def with_universal(strategy, trained, d, seed, lam, kind):
+        if d == "crnn":
+            return 30.0 if strategy == "universal" and len(trained) == 3 else 70.0 + seed
+        if strategy == "universal" and kind == "adv":
+            return (35 if d in trained else 50) + [0.0, 1.5, -1.0][seed]
+        return paper_like(strategy, trained, d, seed, lam, kind)
+
+    config, trials, defences = constructed_trials([0, 1, 2], with_universal,
+                                                  (*DEFENCES, "crnn"))
+    assert config.held_out_defences == ["crnn"]
+    table, sizes = tables(config, trials, defences)
+    text = findings(config, trials, table, sizes)
+    six = next(line for line in text.splitlines() if line.startswith("6."))
+    assert "**holds**" in six and "effect +15.0 points" in six  # universal 35 vs attacker 20
+    seven = next(line for line in text.splitlines() if line.startswith("7."))
+    assert "Transfer to CRNN, held out" in seven
+    assert "universal's on CNN-4 + VGG-16 + ResNet-50 (30.0" in seven
