@@ -6,6 +6,7 @@ from __future__ import annotations
 from orchestrator.config import load_config
 from orchestrator.grid import attack_trials
 from orchestrator.paths import PROJECT_ROOT
+from trainables.stages import PAPER_STRATEGIES
 
 PAPER = PROJECT_ROOT / "configs" / "paper.yaml"
 
@@ -18,7 +19,9 @@ def paper_grid(samples_per_s: dict[str, float], fisher_s_per_1024: float) -> dic
     out = {}
     for shared in (True, False):
         # data.root is never read here; the config only needs one to load.
-        config = load_config(PAPER, ["data.root=.", f"grid.share_first_stage={shared}".lower()])
+        # The paper's own grid: its four methods (paper.yaml adds the universal baseline).
+        config = load_config(PAPER, ["data.root=.", f"grid.share_first_stage={shared}".lower(),
+                                     f"grid.strategies=[{', '.join(PAPER_STRATEGIES)}]"])
         batch, fisher_samples = config.attack.batch_size, config.lifelong.fisher_samples
         steps = seconds = 0.0
         for trial in attack_trials(config):
