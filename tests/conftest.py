@@ -79,8 +79,8 @@ def ray_head(tmp_path_factory, _private_cache) -> Iterator[RayHead]:
         yield RayHead(f"127.0.0.1:{port}", env)
     finally:
         os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(timeout=60)
+        try:  # a short grace: nothing of a test head needs saving, and a full one takes 30 s
+            head.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
         try:  # whatever of its group outlived the head: workers, raylet, GCS
