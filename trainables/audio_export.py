@@ -19,7 +19,6 @@ import soundfile
 import torch
 from torch import nn
 
-from trainables.atomic import write_atomically, write_text_atomically
 from trainables.data.settings import FeatureSettings
 
 # In a finished attack trial's folder: the WAV pairs and their SNRs (copied into the results).
@@ -92,12 +91,13 @@ def adversarial_examples(attacker: nn.Module, x: torch.Tensor, names: list[str],
 
 def write_examples(examples: list[Example], folder: Path, sample_rate: int) -> None:
     """``<name>_clean.wav`` and ``<name>_adversarial.wav`` for each example (16-bit PCM) and
-    their SNRs in ``snr.json``, each file atomically."""
+    their SNRs in ``snr.json``, into a new ``folder`` (publish it whole: see
+    ``tune_io.publish``)."""
+    folder.mkdir(parents=True, exist_ok=True)
     for example in examples:
         for kind, wave in zip(("clean", "adversarial"), example.scaled()):
-            write_atomically(folder / f"{example.name}_{kind}.wav",
-                             lambda tmp, w=wave: soundfile.write(str(tmp), w, sample_rate,
-                                                                 format="WAV", subtype="PCM_16"))
+            soundfile.write(str(folder / f"{example.name}_{kind}.wav"), wave, sample_rate,
+                            format="WAV", subtype="PCM_16")
     rows = [{"utterance": e.name, "snr_db_features": round(e.snr_db_features, 3),
              "snr_db_waveform": round(e.snr_db_waveform, 3)} for e in examples]
-    write_text_atomically(folder / SNR_FILE, json.dumps(rows, indent=2) + "\n")
+    (folder / SNR_FILE).write_text(json.dumps(rows, indent=2) + "\n")

@@ -13,7 +13,6 @@ from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
 from trainables import metric_keys as keys
-from trainables.atomic import write_atomically
 from trainables.audio_export import AUDIO_FOLDER, adversarial_examples, write_examples
 from trainables.device import Runtime, place, runtime
 from trainables.errors import DamagedFile
@@ -24,7 +23,8 @@ from trainables.regularisers import build_regulariser
 from trainables.settings import AttackSettings, TrialSettings
 from trainables.stage_loop import LoopCallbacks, LoopSettings, StageLoop
 from trainables.trials import AttackTrial, TrialData
-from trainables.tune_io import load_checkpoint, report, restore, split_tensors, trial_dir
+from trainables.tune_io import (load_checkpoint, publish, report, restore, split_tensors,
+                                trial_dir)
 
 def train_attack_trial(config: dict, data: TrialData, defence_weights: dict,
                        settings: TrialSettings, trials: dict[str, AttackTrial],
@@ -154,9 +154,8 @@ class StageReports:
         self.writer.add_image("figure2", figure_to_array(figure2(**figure)), step,
                               dataformats="HWC")
         self.writer.flush()
-        if loop.finished:  # atomically: the reporter reads it, a killed worker must not cut it
-            write_atomically(trial_dir() / FIGURE_FILE,
-                             lambda tmp: save_figure_data(tmp, **figure))
+        if loop.finished:  # whole: the reporter reads it, a killed worker must not cut it
+            publish(lambda path: save_figure_data(path, **figure), FIGURE_FILE)
             self.listen(loop.attacker, step)
         report({**metrics, keys.SCORE: self.score, keys.KIND: keys.STAGE, "stage": stage,
                 keys.STEP: step, "trained_defences": " + ".join(trained),
@@ -175,7 +174,8 @@ class StageReports:
             attacker, self.evaluated["test"][0][:count], self.data.test_names[:count],
             self.data.mean, self.data.std, features, self.settings.audio.iterations,
             self.rt.amp)
-        write_examples(examples, trial_dir() / AUDIO_FOLDER, features.sample_rate)
+        publish(lambda folder: write_examples(examples, folder, features.sample_rate),
+                AUDIO_FOLDER)
         for example in examples:
             for kind, wave in zip(("clean", "adversarial"), example.scaled()):
                 self.writer.add_audio(f"audio/{example.name}/{kind}", torch.from_numpy(wave),

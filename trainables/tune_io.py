@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
+from collections.abc import Callable
 import warnings
 from pathlib import Path
 
@@ -90,6 +92,21 @@ def _older_checkpoints(latest: tune.Checkpoint) -> list[tune.Checkpoint]:
 def trial_dir() -> Path:
     """The trial's artifact folder (synced to the run's storage)."""
     return Path(tune.get_context().get_trial_dir())
+
+
+def publish(write: Callable[[Path], None], name: str) -> Path:
+    """Make ``name`` appear in the trial's folder whole: ``write(path)`` writes it (a file or a
+    folder) in a private temporary folder, then it is moved in. Tune copies the trial's folder
+    to the storage while the trial runs, and a temporary file that vanished between its listing
+    and its copy (an atomic write's rename) stopped that copy with a traceback."""
+    target = trial_dir() / name
+    with tempfile.TemporaryDirectory(prefix="ser-publish-") as staging:
+        written = Path(staging) / name
+        write(written)
+        if target.is_dir():
+            shutil.rmtree(target)  # a retried trial's earlier copy
+        shutil.move(str(written), str(target))  # a rename where both share a file system
+    return target
 
 
 def split_tensors(data: TrialData, split: str,
