@@ -11,7 +11,6 @@ sits (``attack.alpha: ...``).
 
 from __future__ import annotations
 
-import typing
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -19,10 +18,8 @@ from trainables.data.settings import FeatureSettings
 from trainables.validation import positive, within
 
 DefenceModel = Literal["cnn4", "vgg16", "resnet50", "crnn"]
-DEFENCE_MODELS: tuple[str, ...] = typing.get_args(DefenceModel)
 DEFENCE_LABELS = {"cnn4": "CNN-4", "vgg16": "VGG-16", "resnet50": "ResNet-50", "crnn": "CRNN"}
 RegulariserName = Literal["ewc", "online_ewc", "si", "mas"]
-REGULARISER_NAMES: tuple[str, ...] = typing.get_args(RegulariserName)
 
 
 @dataclass(frozen=True)

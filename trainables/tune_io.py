@@ -73,20 +73,23 @@ def restore(fallback: str | None = None) -> dict | None:
     return None
 
 
+def _checkpoint_folders(trial_folder: Path) -> list[Path]:
+    """A trial's checkpoint folders, newest first (Tune numbers them with zero padding)."""
+    return [p for p in sorted(Path(trial_folder).glob("checkpoint_*"), reverse=True)
+            if p.is_dir()]
+
+
 def newest_intact_checkpoint(trial_folder: Path) -> str | None:
     """The newest checkpoint folder of a trial whose state is intact, or ``None``."""
-    for folder in sorted(Path(trial_folder).glob("checkpoint_*"), reverse=True):
-        if folder.is_dir() and damage(folder / STATE_FILE) is None:
-            return str(folder)
-    return None
+    return next((str(p) for p in _checkpoint_folders(trial_folder)
+                 if damage(p / STATE_FILE) is None), None)
 
 
 def _older_checkpoints(latest: tune.Checkpoint) -> list[tune.Checkpoint]:
-    """The trial's other checkpoints on the same storage, newest first."""
+    """The trial's checkpoints older than ``latest``, on the same storage, newest first."""
     folder = Path(latest.path)
-    siblings = sorted(folder.parent.glob("checkpoint_*"), reverse=True)
-    return [tune.Checkpoint(str(p), latest.filesystem) for p in siblings
-            if p.name < folder.name and p.is_dir()]
+    return [tune.Checkpoint(str(p), latest.filesystem)
+            for p in _checkpoint_folders(folder.parent) if p.name < folder.name]
 
 
 def trial_dir() -> Path:
