@@ -104,7 +104,7 @@ class TuneConfig:
 
     scheduler: Literal["fifo", "asha"] = "fifo"
     max_failures: int = 2  # retries of a failed trial, from its last checkpoint
-    storage_path: str | None = None  # default: <results>/tune; a shared path for multi-node
+    storage_path: str | None = None  # default: <results>/runs; a shared path for multi-node
     max_concurrent_trials: int = 0  # 0: as many as the resources allow
     defence_resources: Resources = field(default_factory=Resources)
     attack_resources: Resources = field(default_factory=Resources)

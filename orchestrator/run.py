@@ -28,10 +28,22 @@ CONFIG_FILE = "config.yaml"
 
 
 def storage_of(config: ExperimentConfig, results: Path) -> Path:
-    """Where Tune keeps trials, checkpoints and event files: ``<results>/runs`` by default."""
+    """Where Tune keeps trials, checkpoints and event files: ``<results>/runs`` by default, or
+    ``<tune.storage_path>/<results folder's name>``: runs that share a storage path (a cluster's
+    shared disk) keep their experiments apart."""
     if config.tune.storage_path:
-        return Path(config.tune.storage_path).expanduser().resolve()
+        return Path(config.tune.storage_path).expanduser().resolve() / results.name
     return results / "runs"
+
+
+def _check_storage_unused(storage: Path) -> None:
+    """A new run's trials must not land beside another run's: Tune would add them to its
+    experiments, and the report would read both."""
+    taken = [name for name in (DEFENCES, FIRST_WAVE, SECOND_WAVE) if (storage / name).exists()]
+    if taken:
+        raise ProjectError(f"{storage} already holds another run's trials ({', '.join(taken)}): "
+                           "give this run a --results folder of another name, or another "
+                           "tune.storage_path")
 
 
 def _saved_config(results: Path) -> ExperimentConfig:
@@ -196,6 +208,8 @@ def run(config: ExperimentConfig, results: Path, resume: bool = False,
             raise ProjectError(f"{results} already holds a run: pass --resume to finish it, "
                                "--report-only to rebuild its report, or another --results folder")
         storage = storage_of(config, results)
+        if not resume:
+            _check_storage_unused(storage)
         prepared = prepare_data(config.data)
         check_same_data(results, prepared, resume)
         prepared.record(results)

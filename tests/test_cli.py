@@ -30,3 +30,17 @@ def test_malformed_yaml_names_the_file(tmp_path):
     (tmp_path / "bad.yaml").write_text("grid: [unclosed\n")
     result = run_cli("--config", "bad.yaml", cwd=tmp_path)
     assert result.returncode == 2 and "bad.yaml: malformed YAML" in result.stderr
+
+
+def test_a_run_that_would_share_another_runs_storage_is_refused(tmp_path):
+    """Two runs on one shared ``tune.storage_path`` keep apart by their results folders' names;
+    a second folder of the same name would add its trials to the first run's experiments."""
+    shared = tmp_path / "shared"
+    (shared / "results" / "defences").mkdir(parents=True)
+    (shared / "results" / "defences" / "kept.txt").write_text("the first run's")
+    result = run_cli("--set", f"tune.storage_path={shared}", "--results",
+                     str(tmp_path / "elsewhere" / "results"), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert f"{shared / 'results'} already holds another run's trials (defences)" in result.stderr
+    assert (shared / "results" / "defences" / "kept.txt").read_text() == "the first run's"
+    assert not (tmp_path / "elsewhere" / "results" / "config.yaml").exists()
