@@ -64,7 +64,8 @@ class Verdict:
         if self.n > 1:
             sd = float(np.nanstd(self.effects, ddof=1))
             text += f" (sd {sd:.1f}" + (f", d_z {mean / sd:+.2f}" if sd > 0 else "")
-            text += f", p = {self.p_value:.3f}" if np.isfinite(self.p_value) else ""
+            if np.isfinite(self.p_value):  # "p = 0.000" would claim an exact zero
+                text += f", p = {self.p_value:.3f}" if self.p_value >= 0.001 else ", p < 0.001"
             text += f", {self.n} seeds)"
         return text
 

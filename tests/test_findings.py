@@ -111,7 +111,9 @@ def test_verdict_statistics():
     assert Verdict(np.array([5.0, -6.0, 2.0])).word == "inconclusive (3 seeds)"
     assert Verdict(np.array([5.0, 6.0])).word == "inconclusive (2 seeds)"
     assert Verdict(np.array([])).word == "not testable in this run"
-    assert "p = " in Verdict(np.array([5.0, 6.0, 7.0])).describe()
+    assert "p = 0.009" in Verdict(np.array([5.0, 6.0, 7.0])).describe()
+    tiny = Verdict(np.array([40.0, 41.0, 40.5, 39.8, 40.2])).describe()
+    assert "p < 0.001" in tiny and "p = 0.000" not in tiny
 
 
 def test_a_multi_task_win_bought_with_a_louder_perturbation_is_flagged():
