@@ -31,9 +31,14 @@ def storage_of(config: ExperimentConfig, results: Path) -> Path:
     """Where Tune keeps trials, checkpoints and event files: ``<results>/runs`` by default, or
     ``<tune.storage_path>/<results folder's name>``: runs that share a storage path (a cluster's
     shared disk) keep their experiments apart."""
-    if config.tune.storage_path:
-        return Path(config.tune.storage_path).expanduser().resolve() / results.name
-    return results / "runs"
+    if not config.tune.storage_path:
+        return results / "runs"
+    shared = Path(config.tune.storage_path).expanduser().resolve()
+    # A run started before the folder's name was added keeps its trials in the shared path.
+    if (results / CONFIG_FILE).exists() and not (shared / results.name).exists() \
+            and (shared / DEFENCES).exists():
+        return shared
+    return shared / results.name
 
 
 def _check_storage_unused(storage: Path) -> None:

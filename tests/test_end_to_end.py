@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import soundfile
+import yaml
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -224,3 +226,19 @@ def test_a_killed_driver_resumes_without_redoing_finished_trials(run, tmp_path, 
         assert after[trial_id] == text, f"{trial_id} ran again"
     uninterrupted, _ = run
     assert (results / "table1.csv").read_text() == (uninterrupted / "table1.csv").read_text()
+
+
+def test_a_run_from_before_storage_paths_held_run_names_still_reports(run, tmp_path):
+    """Runs on a shared ``tune.storage_path`` kept their trials in the path itself until each
+    run got a subfolder named after its results folder: such a run still reports whole."""
+    results, _ = run
+    old = tmp_path / "results"
+    shutil.copytree(results, old, ignore=shutil.ignore_patterns("runs", ".run.lock"))
+    shutil.copytree(results / "runs", tmp_path / "shared")
+    config = yaml.safe_load((old / "config.yaml").read_text())
+    config["tune"]["storage_path"] = str(tmp_path / "shared")
+    (old / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (old / "table1.csv").unlink()
+    rebuilt = run_cli("--results", str(old), "--report-only", cwd=tmp_path)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert (old / "table1.csv").read_text() == (results / "table1.csv").read_text()
