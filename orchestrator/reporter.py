@@ -37,6 +37,9 @@ def trials_table(config: ExperimentConfig, storage: Path, results: Path) -> pd.D
         print(f"{len(cut)} recorded line(s) are cut short and left out ({', '.join(cut[:3])}"
               f"{', ...' if len(cut) > 3 else ''}): a stage recorded only there has no row, and "
               "its Table-1 row is marked partial or failed", flush=True)
+    if records.empty:
+        print(f"{storage} holds no recorded stage of any attack trial: every attack row is "
+              "marked failed", flush=True)
     status = read_status(results)
     rows = []
     for trial in (t for t in attack_trials(config) if t.in_table):
@@ -48,7 +51,8 @@ def trials_table(config: ExperimentConfig, storage: Path, results: Path) -> pd.D
                 "status": "ok" if state == "ok" else state.split(":")[0],
                 "error": "" if state == "ok" else state}
         if mine.empty:
-            rows.append({**base, "stage": -1, "defences": _labels(config, trial.defences)})
+            rows.append({**base, "stage": -1, "defences": _labels(config, trial.defences),
+                         "trained": ""})
             continue
         for _, record in mine.sort_values("stage").iterrows():
             stage = int(record["stage"])

@@ -25,6 +25,8 @@ from trainables.trials import TrialData
 from trainables.data.feature_cache import load_features
 
 CONFIG_FILE = "config.yaml"
+# The Tune experiments of a run, in its storage: the defences, then the two waves of attacks.
+EXPERIMENTS = (DEFENCES, FIRST_WAVE, SECOND_WAVE)
 
 
 def storage_of(config: ExperimentConfig, results: Path) -> Path:
@@ -36,7 +38,7 @@ def storage_of(config: ExperimentConfig, results: Path) -> Path:
     shared = Path(config.tune.storage_path).expanduser().resolve()
     # A run started before the folder's name was added keeps its trials in the shared path.
     if (results / CONFIG_FILE).exists() and not (shared / results.name).exists() \
-            and (shared / DEFENCES).exists():
+            and any((shared / name).exists() for name in EXPERIMENTS):
         return shared
     return shared / results.name
 
@@ -44,7 +46,7 @@ def storage_of(config: ExperimentConfig, results: Path) -> Path:
 def _check_storage_unused(storage: Path) -> None:
     """A new run's trials must not land beside another run's: Tune would add them to its
     experiments, and the report would read both."""
-    taken = [name for name in (DEFENCES, FIRST_WAVE, SECOND_WAVE) if (storage / name).exists()]
+    taken = [name for name in EXPERIMENTS if (storage / name).exists()]
     if taken:
         raise ProjectError(f"{storage} already holds another run's trials ({', '.join(taken)}): "
                            "give this run a --results folder of another name, or another "
@@ -204,8 +206,7 @@ def run(config: ExperimentConfig, results: Path, resume: bool = False,
             kept.unlink(missing_ok=True)
         return 0
     if resume:
-        check_resumable(results, storage_of(_saved_config(results), results),
-                        [DEFENCES, FIRST_WAVE, SECOND_WAVE])
+        check_resumable(results, storage_of(_saved_config(results), results), list(EXPERIMENTS))
     with RunLock(results):
         if resume:
             config = _saved_config(results)

@@ -234,7 +234,9 @@ def test_a_run_from_before_storage_paths_held_run_names_still_reports(run, tmp_p
     results, _ = run
     old = tmp_path / "results"
     shutil.copytree(results, old, ignore=shutil.ignore_patterns("runs", ".run.lock"))
-    shutil.copytree(results / "runs", tmp_path / "shared")
+    # Only the attacks: a run whose defences came from the cache has no defences experiment.
+    for experiment in (FIRST_WAVE, SECOND_WAVE):
+        shutil.copytree(results / "runs" / experiment, tmp_path / "shared" / experiment)
     config = yaml.safe_load((old / "config.yaml").read_text())
     config["tune"]["storage_path"] = str(tmp_path / "shared")
     (old / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
@@ -242,3 +244,15 @@ def test_a_run_from_before_storage_paths_held_run_names_still_reports(run, tmp_p
     rebuilt = run_cli("--results", str(old), "--report-only", cwd=tmp_path)
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert (old / "table1.csv").read_text() == (results / "table1.csv").read_text()
+
+
+def test_a_report_from_no_recorded_trials_says_so_and_keeps_the_table(run, tmp_path):
+    results, _ = run
+    bare = tmp_path / "results"
+    shutil.copytree(results, bare, ignore=shutil.ignore_patterns("runs", ".run.lock"))
+    rebuilt = run_cli("--results", str(bare), "--report-only", cwd=tmp_path)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert f"{bare / 'runs'} holds no recorded stage of any attack trial" in rebuilt.stdout
+    table = pd.read_csv(bare / "table1.csv")
+    assert set(table.loc[table["method"] != "clean", "status"]) == {"failed"}
+    assert (bare / "table1.previous.csv").read_text() == (results / "table1.csv").read_text()
