@@ -100,10 +100,15 @@ def records(storage: Path, stage: str, trial_id: str) -> list[dict]:
 
 
 def first_record_after_the_crash(reported: list[dict], step: str) -> tuple[dict, dict]:
-    """(the checkpointed record the first attempt crashed after, the next attempt's first)."""
-    pids = list(dict.fromkeys(r["pid"] for r in reported))
-    assert len(pids) == 2, f"expected one crash and one more attempt, got workers {pids}"
-    second = next(i for i, r in enumerate(reported) if r["pid"] == pids[1])
+    """(the checkpointed record the first attempt crashed after, the next attempt's first).
+    A new attempt runs in another worker process or restarts Tune's count of reports since a
+    restore: Ray may run a retry in the process that ran the first attempt."""
+    starts = [i for i in range(1, len(reported))
+              if reported[i]["pid"] != reported[i - 1]["pid"]
+              or reported[i]["iterations_since_restore"]
+              <= reported[i - 1]["iterations_since_restore"]]
+    assert len(starts) == 1, f"expected one crash and one more attempt, got attempts at {starts}"
+    second = starts[0]
     assert second > 0 and reported[second - 1][step] > 0
     return reported[second - 1], reported[second]
 
