@@ -10,10 +10,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from trainables.device import Runtime, place
-from trainables.models import build
+from trainables.builders import build_attacker, build_defence
 from trainables.regularisers import StageEnd, build_regulariser
 from trainables.regularisers.importance import minibatch_fisher, per_sample_fisher
-from trainables.settings import AttackSettings, LifelongSettings
+from trainables.settings import AttackSettings, DefenceSpec, LifelongSettings
 from trainables.stage_loop import LoopSettings, StageLoop
 from trainables.stages import Plan, Stage
 
@@ -51,8 +51,10 @@ def make_loop(size: Size, rt: Runtime, defences: tuple[str, ...], regulariser: s
     if rt.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 7, (n,), device=rt.device)
-    models = {d: place(build(d, width=size.defence_width), rt).eval() for d in DEFENCES}
-    attacker = place(build("atrous", width=size.attacker_width), rt)
+    models = {d: place(build_defence(DefenceSpec(d, width=size.defence_width), 7), rt).eval()
+              for d in DEFENCES}
+    attacker = place(build_attacker("atrous", AttackSettings(width=size.attacker_width),
+                                    tuple(x.shape[1:])), rt)
     plan = Plan("bench", (Stage(defences, 10**9),), regulariser)
     return StageLoop(attacker, models, plan, build_regulariser(regulariser, strength), x, y,
                      LoopSettings(AttackSettings(batch_size=size.batch_size),

@@ -1,18 +1,21 @@
-"""The command line of ``run_grid.py`` (DESIGN.md section 6)."""
+"""The command line of ``run_grid.py`` (DESIGN.md, "Contracts")."""
 
 from __future__ import annotations
 
 import argparse
 import errno
+import logging
 import signal
-import sys
 from pathlib import Path
 
 from orchestrator.config import ExperimentConfig, load_config
 from orchestrator.interrupt import Interrupted, stop_signals
 from orchestrator.paths import DEFAULT_CONFIG, resolve_config
+from trainables.console import show_messages
 from trainables.data.corpora import CORPUS_KINDS
 from trainables.errors import ProjectError
+
+log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +56,7 @@ def resolve(args: argparse.Namespace) -> ExperimentConfig:
 
 def _resume_hint(args: argparse.Namespace) -> str:
     """The command that finishes the interrupted run, or what to do when none was saved yet."""
-    from orchestrator.run import CONFIG_FILE
+    from orchestrator.run_folder import CONFIG_FILE
 
     if args.report_only:
         return "nothing was changed; run the same command again"
@@ -65,34 +68,38 @@ def _resume_hint(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    show_messages()
     try:
         with stop_signals():
+            if args.report_only:
+                from orchestrator.report_only import report_only
+                return report_only(Path(args.results))
             config = resolve(args)
             # Imported once the config is known good: it pulls in torch and Ray (seconds), which
             # a mistyped key should not wait for.
             from orchestrator.run import run
             return run(config, results=Path(args.results), resume=args.resume,
-                       address=args.address, report_only=args.report_only)
+                       address=args.address)
     except ProjectError as error:
         if args.debug:
             raise
-        print(f"error: {error}", file=sys.stderr)
+        log.error(f"error: {error}")
         return 2
     except OSError as error:  # an unwritable folder, a full disk
         if args.debug:
             raise
         where = f"{error.filename}: " if error.filename else ""
         if error.errno in (errno.ENOSPC, errno.EDQUOT):
-            print(f"error: {where}no space left on its device (or quota): free some space, "
-                  f"then {_resume_hint(args)}", file=sys.stderr)
+            log.error(f"error: {where}no space left on its device (or quota): free some space, "
+                      f"then {_resume_hint(args)}")
             return 2
-        print(f"error: {where}{error.strerror or error}; check that the folder is writable "
-              "and the disk has space", file=sys.stderr)
+        log.error(f"error: {where}{error.strerror or error}; check that the folder is writable "
+                  "and the disk has space")
         return 2
     except KeyboardInterrupt as stop:  # Ctrl-C, SIGTERM (``Interrupted``)
         if args.debug:
             raise
         code = stop.exit_code if isinstance(stop, Interrupted) else 130
         name = signal.Signals(code - 128).name
-        print(f"interrupted ({name}): {_resume_hint(args)}", file=sys.stderr, flush=True)
+        log.error(f"interrupted ({name}): {_resume_hint(args)}")
         return code

@@ -211,9 +211,40 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
+EXTENDS = "extends"
+
+
+def _merged(base: dict, changes: dict) -> dict:
+    """``base`` with ``changes`` laid over it: mappings merge key by key, anything else
+    (a list, a value) is replaced whole."""
+    merged = dict(base)
+    for key, value in changes.items():
+        merged[key] = _merged(base[key], value) if isinstance(value, dict) and \
+            isinstance(base.get(key), dict) else value
+    return merged
+
+
+def read_config_file(path: str | Path, seen: tuple[Path, ...] = ()) -> dict:
+    """A config file as one mapping: with ``extends: other.yaml`` (a path relative to the
+    file), the other file's mapping with this one's keys laid over it, so that a config states
+    only how it differs from the one it extends."""
+    data = read_yaml(path)
+    if EXTENDS not in data:
+        return data
+    base = data.pop(EXTENDS)
+    if not isinstance(base, str):
+        raise ConfigError(f"config file {path}: {EXTENDS} must name a config file, got {base!r}")
+    base_path = (Path(path).parent / base).resolve()
+    if base_path in seen or base_path == Path(path).resolve():
+        raise ConfigError(f"config file {path}: {EXTENDS} loops back to {base_path}")
+    if not base_path.is_file():
+        raise ConfigError(f"config file {path}: {EXTENDS}: {base_path} does not exist")
+    return _merged(read_config_file(base_path, (*seen, Path(path).resolve())), data)
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> ExperimentConfig:
     """Load and validate a config; ``overrides`` are ``key.sub=value`` strings."""
-    data = read_yaml(path) if path is not None else {}
+    data = read_config_file(path) if path is not None else {}
     if path is not None and not data:
         # Every key has a default, and the defaults are the paper's full scale: an empty file
         # would start hours of work that nobody asked for.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import hashlib
+import importlib.util
 import inspect
 import json
 from pathlib import Path
@@ -12,12 +14,14 @@ import torch
 from trainables.checksums import damage, verify, write_verified
 from orchestrator.config import ExperimentConfig
 
+log = logging.getLogger(__name__)
+
 
 def _source_digest(model: str) -> str:
     """The code that decides a defence's weights: a change to it must not reuse old weights."""
     import trainables.defence_training as training
-    from trainables.models import REGISTRY
-    files = [inspect.getsourcefile(training), inspect.getsourcefile(REGISTRY[model])]
+    from trainables.models import MODELS
+    files = [inspect.getsourcefile(training), importlib.util.find_spec(MODELS[model].module).origin]
     return hashlib.sha256(b"".join(Path(f).read_bytes() for f in files)).hexdigest()[:16]
 
 
@@ -26,12 +30,16 @@ def defence_key(config: ExperimentConfig, name: str, feature_cache: str, seed: i
     ``seed``, the performance settings that change numerics, and the feature cache (which names
     the data and split)."""
     spec = config.defences[name]
-    payload = {"model": spec.model, "width": spec.width, "seed": seed,
+    payload = {"format": FORMAT, "model": spec.model, "width": spec.width, "seed": seed,
                "code": _source_digest(spec.model),
                "training": vars(config.defence_training), "amp": config.performance.amp,
                "features": Path(feature_cache).name}
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode())
     return f"{name}-{digest.hexdigest()[:16]}"
+
+
+# What an entry holds; a change of it must not reuse entries of the old one.
+FORMAT = 2  # 2: clean UAR under its metric key (cnn4/dev/clean_uar)
 
 
 class DefenceCache:
@@ -51,8 +59,8 @@ class DefenceCache:
             return False
         reason = damage(path)
         if reason is not None:
-            print(f"defence cache {path} cannot be trusted ({reason}): training that defence "
-                  "again", flush=True)
+            log.warning(f"defence cache {path} cannot be trusted ({reason}): training that "
+                        "defence again")
         return reason is None
 
     def load(self, key: str) -> dict:

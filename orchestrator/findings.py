@@ -20,6 +20,7 @@ import pandas as pd
 from scipy import stats
 
 from orchestrator.config import ExperimentConfig
+from orchestrator.trial_table import trained_on
 from trainables import metric_keys as keys
 
 SIGNIFICANCE = 0.05
@@ -74,7 +75,7 @@ def _per_seed(trials: pd.DataFrame, strategy: str, trained: Sequence[str], colum
               lam: float | None = None, sequence: str | None = None) -> pd.Series:
     """``column`` x 100 by seed for the records of ``strategy`` after training on ``trained``
     (in order), optionally of one lambda and sequence."""
-    part = trials[(trials["strategy"] == strategy) & (trials["trained"] == ",".join(trained))]
+    part = trials[(trials["strategy"] == strategy) & trained_on(trials, trained)]
     if lam is not None:
         part = part[part["lambda"].fillna(0.0) == lam]
     if sequence is not None:
@@ -97,7 +98,8 @@ def _chosen_lambda(table: pd.DataFrame, label: str) -> float | None:
 
 def _snr(sizes: pd.DataFrame, method: str, label: str) -> float:
     rows = sizes[(sizes["method"] == method) & (sizes["defences"] == label)]
-    return float(rows["snr_db_test"].iloc[0]) if not rows.empty else float("nan")
+    column = keys.size_column("snr_db", "test")
+    return float(rows[column].iloc[0]) if not rows.empty else float("nan")
 
 
 def _line(number: str, claim: str, verdict: Verdict, detail: str) -> str:
@@ -112,8 +114,7 @@ def findings(config: ExperimentConfig, trials: pd.DataFrame, table: pd.DataFrame
     names = config.attacked_defences  # the paper's findings concern the attacked defences
     label = {n: spec.label for n, spec in config.defences.items()}
     # As in Table 1, a stage recorded before a trial failed still counts.
-    ok = trials[trials["stage"] >= 0] if "trained" in trials else pd.DataFrame(
-        columns=["strategy", "trained", "seed", "lambda", "sequence", "stage"])
+    ok = trials[trials["stage"] >= 1]
     lines = ["# Findings of this run\n",
              "Each finding is a paired comparison within each seed, on the test split (lambda "
              f"chosen on dev); positive effects are in the paper's direction. With {MIN_SEEDS} "
@@ -147,17 +148,18 @@ def findings(config: ExperimentConfig, trials: pd.DataFrame, table: pd.DataFrame
         full_label = " + ".join(label[d] for d in order)
         everyone = _mean_by_seed(_per_seed(ok, "transfer", order, adv(d), sequence=sequence)
                                  for d in names)
-        multi_trained = next((t for t in ok.loc[ok["strategy"] == "multi-task", "trained"]
-                              .unique() if set(t.split(",")) == set(order)), None)
+        multi_trained = next((tuple(t) for t in ok.loc[ok["strategy"] == "multi-task",
+                                                       "defences"]
+                              if set(t) == set(order)), None)
         lam = _chosen_lambda(table, full_label)
         lifelong_all = _mean_by_seed(_per_seed(ok, "lifelong", order, adv(d), lam, sequence)
                                      for d in names) if lam is not None else pd.Series(dtype=float)
         if multi_trained is not None:
-            multi = _mean_by_seed(_per_seed(ok, "multi-task", multi_trained.split(","), adv(d))
+            multi = _mean_by_seed(_per_seed(ok, "multi-task", multi_trained, adv(d))
                                   for d in names)
             best_other = pd.concat([everyone, lifelong_all], axis=1).min(axis=1, skipna=True)
             multi_gain.append(best_other - multi)
-            multi_label = " + ".join(label[d] for d in multi_trained.split(","))
+            multi_label = " + ".join(label[d] for d in multi_trained)
             snr = {m: _snr(sizes, m, multi_label if m == "multi-task" else full_label)
                    for m in ("multi-task", "transfer", "lifelong")}
             note = f"{sequence}: SNR " + ", ".join(f"{m} {v:.1f} dB" for m, v in snr.items())
@@ -174,7 +176,7 @@ def findings(config: ExperimentConfig, trials: pd.DataFrame, table: pd.DataFrame
             remembered.append(after_all - _per_seed(ok, "lifelong", order, adv(first), lam,
                                                     sequence))
         sweep = ok[(ok["strategy"] == "lifelong") & (ok["sequence"] == sequence)
-                   & (ok["trained"] == ",".join(order))]
+                   & trained_on(ok, order)]
         rhos = {}
         for seed, part in sweep.groupby("seed"):
             if part["lambda"].nunique() < 2:
@@ -234,7 +236,7 @@ def _beyond_the_paper(config: ExperimentConfig, ok: pd.DataFrame, table: pd.Data
                            "Measured as the universal perturbation's UAR on the defence it was "
                            f"trained on minus the single-task attacker's. SNR: {snr}."))
     for held in config.held_out_defences:
-        column = f"{held}_test"
+        column = keys.table_column(held, "test")
         rows = table[~table["method"].isin(["clean", "noise"])].dropna(subset=[column])
         if rows.empty:
             continue

@@ -7,8 +7,8 @@ so that one 3-defence trial gives both its 2-defence and its 3-defence rows).
 
 A transfer or lifelong trial trains its first stage exactly as the single-task trial on its first
 defence does (same seed, same iterations). With ``grid.share_first_stage`` it starts from that
-trial's final weights instead (``starts_from``), so the attack grid runs in two waves: the trials
-that start from scratch, then those that continue one of them. Where the grid has no such
+trial's final weights instead (``starts_from``), so the attack grid runs as two Tune experiments:
+the trials that start from scratch, then those that continue one of them. Where the grid has no such
 single-task trial but two or more trials share a first stage, a helper trial (``first-stage-...``,
 not a Table-1 row) trains it once for them.
 """
@@ -18,17 +18,22 @@ from __future__ import annotations
 from dataclasses import replace
 
 from orchestrator.config import ExperimentConfig
+from trainables.regularisers import REGULARISERS
 from trainables.stages import Plan, Stage, make_plan
 from trainables.trials import AttackTrial, DefenceTrial
 
-# The Tune experiments under the run's storage: the defences, and the two waves of the attack
-# grid.
-DEFENCES, FIRST_WAVE, SECOND_WAVE = "defences", "attacks", "attacks-continued"
+# The Tune experiments of a run, in its storage: the defences, the attack trials that start from
+# scratch, and those that continue one of them.
+DEFENCE_EXPERIMENT, ATTACK_EXPERIMENT, CONTINUED_EXPERIMENT = (
+    "defences", "attacks", "attacks-continued")
+ATTACK_EXPERIMENTS = (ATTACK_EXPERIMENT, CONTINUED_EXPERIMENT)
+EXPERIMENTS = (DEFENCE_EXPERIMENT, *ATTACK_EXPERIMENTS)
 
 
-def wave(trial: AttackTrial) -> str:
-    """The Tune experiment that runs ``trial``: the second wave continues first-wave trials."""
-    return SECOND_WAVE if trial.starts_from else FIRST_WAVE
+def experiment_of(trial: AttackTrial) -> str:
+    """The Tune experiment that runs ``trial``: the continued experiment's trials start from
+    the final state of a trial of the first."""
+    return CONTINUED_EXPERIMENT if trial.starts_from else ATTACK_EXPERIMENT
 
 
 def _lambda_tag(lam: float) -> str:
@@ -45,8 +50,8 @@ def defence_seed(config: ExperimentConfig, seed: int) -> int:
 def defence_trials(config: ExperimentConfig) -> list[DefenceTrial]:
     """One trial per defence and grid seed: every attack trial is evaluated on every defence,
     the held-out ones included."""
-    return [DefenceTrial(id=f"defence-{name}-seed{seed}", defence=name,
-                         seed=defence_seed(config, seed), grid_seed=seed)
+    return [DefenceTrial(id=f"defence-{name}-seed{seed}", defence=name, seed=seed,
+                         training_seed=defence_seed(config, seed))
             for seed in config.grid.seeds for name in config.defences]
 
 
@@ -98,8 +103,6 @@ def attack_trials(config: ExperimentConfig) -> list[AttackTrial]:
 def _share_first_stages(trials: list[AttackTrial]) -> list[AttackTrial]:
     """Point every multi-stage trial whose regulariser does not need the training path at a
     one-stage trial with its first stage and seed, adding helpers where the grid has none."""
-    from trainables.regularisers import REGULARISERS  # torch: only once a grid is expanded
-
     leaders = {t.first_stage: t.id for t in trials if len(t.plan.stages) == 1}
     followers: dict[tuple, list[int]] = {}
     for index, trial in enumerate(trials):

@@ -1,4 +1,4 @@
-"""Running one Ray Tune experiment of a run (the defences, or a wave of the attack grid)."""
+"""Running one Ray Tune experiment of a run: the defences, or one of the attack grid's two."""
 
 from __future__ import annotations
 
@@ -7,19 +7,19 @@ import logging
 import os
 import pickle
 import shutil
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-from orchestrator.config import ExperimentConfig, Resources
+from orchestrator.config import Resources, TuneConfig
 from orchestrator.interrupt import tune_stage
 from orchestrator.progress import Progress
-from orchestrator.records import set_aside_results
 from trainables import metric_keys as keys
+from trainables.settings import AttackSettings
 from trainables.trials import AttackTrial, DefenceTrial
 from trainables.tune_io import newest_intact_checkpoint
 
@@ -36,6 +36,7 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 # failed, its cause in one line, and where Tune kept the whole traceback (error.txt).
 os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
 logging.getLogger("ray.tune.logger.tensorboardx").setLevel(logging.WARNING)
+log = logging.getLogger(__name__)
 
 
 class _DiskFull(logging.Filter):
@@ -55,36 +56,50 @@ for _name in ("ray.tune.execution.experiment_state", "ray.train._internal.syncer
 logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
 
 
-def _scheduler(config: ExperimentConfig, stage: str):
-    if stage.startswith("attacks") and config.tune.scheduler == "asha":
-        attack = config.attack
-        longest = attack.first_stage_iterations + 2 * attack.later_stage_iterations
+@dataclass(frozen=True)
+class Experiment:
+    """One Ray Tune experiment of a run: ``name`` (its folder under the run's storage), the
+    ``trainable`` function, its trial specs, what every trial receives beside its spec
+    (``parameters``: the data, the defences, the typed ``TrialSettings``, sent once to Ray's
+    object store), each trial's resources, and ``asha`` (``attack`` settings) to stop poor
+    trials early instead of running them all to the end."""
+
+    name: str
+    trainable: Callable
+    trials: Sequence[AttackTrial | DefenceTrial]
+    parameters: dict
+    resources: Resources
+    asha: AttackSettings | None = None
+
+    def scheduler(self):
+        if self.asha is None:
+            return FIFOScheduler()
+        longest = self.asha.first_stage_iterations + 2 * self.asha.later_stage_iterations
         return ASHAScheduler(time_attr=keys.STEP, metric=keys.SCORE, mode="min",
-                             max_t=longest * 2, grace_period=attack.first_stage_iterations,
+                             max_t=longest * 2, grace_period=self.asha.first_stage_iterations,
                              reduction_factor=2)
-    return FIFOScheduler()
 
 
-def run_stage(stage: str, function: Callable, parameters: dict,
-              trials: Sequence[AttackTrial | DefenceTrial], config: ExperimentConfig,
-              storage: Path, resources: Resources, resume: bool) -> tune.ResultGrid:
-    """Run (or, with ``resume``, restore and finish) one Tune experiment named ``stage`` of the
-    trial specs ``trials`` under ``storage``.
+def run_experiment(experiment: Experiment, tune_config: TuneConfig, labels: dict[str, str],
+                   storage: Path, resume: bool) -> tune.ResultGrid:
+    """Run (or, with ``resume``, restore and finish) ``experiment`` under ``storage``;
+    ``labels`` names the defences in the progress lines.
 
     Tune's config holds only a trial's id (``config["trial"]``: what names its folder and what
-    ``--resume`` restores); ``function`` receives the specs by id (``trials``) together with
-    ``parameters`` (the data, the defences' weights, the typed ``TrialSettings``), all sent once
-    to Ray's object store, and takes its own spec whole from there."""
-    specs = {t.id: t for t in trials}
+    ``--resume`` restores); the trainable receives the specs by id (``trials``) with the
+    experiment's ``parameters``, and takes its own spec whole from there."""
+    specs = {t.id: t for t in experiment.trials}
+    resources = experiment.resources
 
     def trainable_with(**more):
-        return tune.with_resources(tune.with_parameters(function, **parameters, trials=specs,
-                                                        **more),
-                                   {"cpu": resources.cpu, "gpu": resources.gpu})
+        return tune.with_resources(
+            tune.with_parameters(experiment.trainable, **experiment.parameters, trials=specs,
+                                 **more),
+            {"cpu": resources.cpu, "gpu": resources.gpu})
 
-    path = storage / stage
-    print(f"[{stage}] {len(trials)} trial(s), {resources.cpu} CPU and {resources.gpu} GPU each",
-          flush=True)
+    name = experiment.name
+    path = storage / name
+    log.info(f"[{name}] {len(specs)} trial(s), {resources.cpu} CPU and {resources.gpu} GPU each")
     resume_from = None
     if resume and tune.Tuner.can_restore(str(path)):
         try:
@@ -95,27 +110,25 @@ def run_stage(stage: str, function: Callable, parameters: dict,
                 return tuner.fit()
         except Exception as error:  # noqa: BLE001  (a state cut by a crash or a full disk)
             # Tune's record of which trials finished is lost, not the trials' own checkpoints
-            # and results: run the experiment again, each trial from its newest intact one.
-            resume_from = {i: c for i in specs
+            # and stage records: run the experiment again, each trial from its newest intact
+            # checkpoint.
+            resume_from = {i: tune.Checkpoint(c) for i in specs
                            if (c := newest_intact_checkpoint(path / i)) is not None}
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            for trial_id in specs:
-                set_aside_results(path / trial_id, stamp)
-            print(f"[{stage}] Tune's saved state in {path} cannot be restored "
-                  f"({type(error).__name__}: {str(error).strip()[:200]}); running it again, "
-                  f"{len(resume_from)} trial(s) from their latest intact checkpoint", flush=True)
+            log.info(f"[{name}] Tune's saved state in {path} cannot be restored "
+                     f"({type(error).__name__}: {str(error).strip()[:200]}); running it again, "
+                     f"{len(resume_from)} trial(s) from their latest intact checkpoint")
     tuner = tune.Tuner(
         trainable_with(resume_from=resume_from),
         param_space={"trial": tune.grid_search(list(specs))},
         tune_config=tune.TuneConfig(
-            scheduler=_scheduler(config, stage),
-            max_concurrent_trials=config.tune.max_concurrent_trials or None,
+            scheduler=experiment.scheduler(),
+            max_concurrent_trials=tune_config.max_concurrent_trials or None,
             trial_name_creator=lambda t: t.config["trial"],
             trial_dirname_creator=lambda t: t.config["trial"]),
         run_config=tune.RunConfig(
-            name=stage, storage_path=str(storage), verbose=0,
-            callbacks=[Progress(stage, {n: d.label for n, d in config.defences.items()}, specs)],
-            failure_config=tune.FailureConfig(max_failures=config.tune.max_failures),
+            name=name, storage_path=str(storage), verbose=0,
+            callbacks=[Progress(name, labels, specs)],
+            failure_config=tune.FailureConfig(max_failures=tune_config.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             sync_config=tune.SyncConfig(sync_artifacts=True)))
     with tune_stage(), disk_space(storage):

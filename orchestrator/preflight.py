@@ -4,8 +4,11 @@ each trial's resources against what the Ray instance offers."""
 
 from __future__ import annotations
 
+import logging
 from orchestrator.config import ExperimentConfig, Resources
 from trainables.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 def check_models(config: ExperimentConfig, num_classes: int) -> None:
@@ -14,19 +17,20 @@ def check_models(config: ExperimentConfig, num_classes: int) -> None:
     cannot."""
     import torch
 
-    from trainables.models import build
+    from trainables.builders import build_attacker, build_defence
 
     frames, bands = config.data.features.frames, config.data.features.n_mels
     x = torch.randn(2, 1, frames, bands, generator=torch.Generator().manual_seed(0))
-    models = {f"defences.{name}": (spec.model, {"num_classes": num_classes, "width": spec.width},
+    models = {f"defences.{name}": (spec.model, lambda spec=spec: build_defence(spec, num_classes),
                                    (2, num_classes))
               for name, spec in config.defences.items()}
-    models["attack"] = (config.attack.model, {"width": config.attack.width,
-                                              "eta_init": config.attack.eta_init}, tuple(x.shape))
-    for key, (model, options, shape) in models.items():
+    models["attack"] = (config.attack.model,
+                        lambda: build_attacker(config.attack.model, config.attack,
+                                               tuple(x.shape[1:])), tuple(x.shape))
+    for key, (model, make, shape) in models.items():
         try:
             with torch.no_grad():
-                out = build(model, **options).train()(x)
+                out = make().train()(x)
             problem = None if tuple(out.shape) == shape else \
                 f"it returns shape {tuple(out.shape)}, not {shape}"
         except Exception as error:  # noqa: BLE001  (whatever it is, every trial would hit it)
@@ -52,4 +56,4 @@ def check_resources(config: ExperimentConfig, available: dict[str, float],
         if local:
             raise ConfigError(message + "; no trial could ever start. Lower it (--set "
                               f"{key}.cpu=1) or join a larger cluster (--address)")
-        print(f"warning: {message}; its trials wait until the cluster scales up", flush=True)
+        log.warning(f"warning: {message}; its trials wait until the cluster scales up")

@@ -7,12 +7,15 @@ stage, finished trial, retry and failure. Everything else is in TensorBoard and 
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
 from ray import tune
 
 from trainables import metric_keys as keys
+
+log = logging.getLogger(__name__)
 
 
 def _uar_summary(result: dict, labels: dict[str, str]) -> str:
@@ -38,8 +41,7 @@ class Progress(tune.Callback):
         # Tune calls the end hooks before it marks the trial's own status.
         done = sum(t.status in ("TERMINATED", "ERROR") for t in trials if t is not trial) + \
             (ended or trial.status in ("TERMINATED", "ERROR"))
-        print(f"[{self.experiment} {done}/{len(trials)}] {trial.config['trial']}: {message}",
-              flush=True)
+        log.info(f"[{self.experiment} {done}/{len(trials)}] {trial.config['trial']}: {message}")
 
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
         self.started[trial.trial_id] = time.monotonic()
@@ -48,7 +50,7 @@ class Progress(tune.Callback):
                         **info) -> None:
         if result.get(keys.KIND) == keys.STAGE:
             stages = len(self.specs[trial.config["trial"]].plan.stages)
-            self._say(trials, trial, f"stage {int(result['stage']) + 1}/{stages} at step "
+            self._say(trials, trial, f"stage {int(result[keys.STAGES_DONE])}/{stages} at step "
                       f"{result[keys.STEP]}, {_uar_summary(result, self.labels)}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:

@@ -25,9 +25,11 @@ import ray
 
 from orchestrator.interrupt import reclaim_signals
 
+log = logging.getLogger(__name__)
+
 AUTH_MODE, TOKEN, TOKEN_PATH = "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"
 # Run in every worker of this run before its first trial (see trainables/worker_setup.py).
-WORKER_SETUP = "trainables.worker_setup.quiet_shutdown"
+WORKER_SETUP = "trainables.worker_setup.setup"
 
 
 @contextmanager
@@ -91,6 +93,5 @@ def ray_session(address: str | None = None) -> Iterator[None]:
         stack.callback(ray.shutdown)  # before the token goes: callbacks run last-in, first-out
         reclaim_signals()
         resources = ray.cluster_resources()
-        print(f"{where}: {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs",
-              flush=True)
+        log.info(f"{where}: {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs")
         yield

@@ -4,6 +4,7 @@ built from recorded results (``orchestrator.records``) and written atomically.""
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -13,12 +14,15 @@ import pandas as pd
 from trainables.atomic import write_atomically, write_text_atomically
 from orchestrator.config import ExperimentConfig
 from orchestrator.findings import findings
-from orchestrator.trials_file import tidy_trials
-from orchestrator.grid import FIRST_WAVE, SECOND_WAVE, attack_trials, wave
+from orchestrator.grid import ATTACK_EXPERIMENTS, attack_trials, experiment_of
 from orchestrator.records import read_defences, read_status, stage_records
+from orchestrator.trial_table import trained_on, trial_table
 from trainables import metric_keys as keys
-from trainables.figures import FIGURE_FILE, figure2, load_figure_data, save_png
+from trainables.figures import figure2, load_figure_data, save_png
+from trainables.trial_folder import AUDIO_FOLDER, FIGURE_FILE, SNR_FILE
 from trainables.trials import AttackTrial
+
+log = logging.getLogger(__name__)
 
 TABLE_METHODS = ("clean", "single-task", "noise", "universal", "multi-task", "transfer",
                  "lifelong")
@@ -29,47 +33,25 @@ def _labels(config: ExperimentConfig, names) -> str:
 
 
 def trials_table(config: ExperimentConfig, storage: Path, results: Path) -> pd.DataFrame:
-    """One row per trial and stage, with every recorded metric (UAR in [0, 1]); a trial with
-    no recorded stage still has a row, with its status."""
-    records = stage_records([storage / FIRST_WAVE, storage / SECOND_WAVE])
-    if records.attrs["cut_lines"]:
-        cut = records.attrs["cut_lines"]
-        print(f"{len(cut)} recorded line(s) are cut short and left out ({', '.join(cut[:3])}"
-              f"{', ...' if len(cut) > 3 else ''}): a stage recorded only there has no row, and "
-              "its Table-1 row is marked partial or failed", flush=True)
-    if records.empty:
-        print(f"{storage} holds no recorded stage of any attack trial: every attack row is "
-              "marked failed", flush=True)
-    status = read_status(results)
-    rows = []
-    for trial in (t for t in attack_trials(config) if t.in_table):
-        mine = records[records["trial_id"] == trial.id] if len(records) else records
-        state = status.get(trial.id, "missing")
-        base = {"trial_id": trial.id, "strategy": trial.strategy, "sequence": trial.sequence,
-                "lambda": trial.lam, "seed": trial.seed, "regulariser": trial.regulariser,
-                "starts_from": trial.starts_from, "tune_experiment": wave(trial),
-                "status": "ok" if state == "ok" else state.split(":")[0],
-                "error": "" if state == "ok" else state}
-        if mine.empty:
-            rows.append({**base, "stage": -1, "defences": _labels(config, trial.defences),
-                         "trained": ""})
-            continue
-        for _, record in mine.sort_values("stage").iterrows():
-            stage = int(record["stage"])
-            method, trained = trial.rows()[stage]
-            rows.append({**base, **{k: v for k, v in record.items() if k not in base
-                                    and not k.startswith(("config/", "experiment"))},
-                         "stage": stage, "defences": _labels(config, trained),
-                         "trained": ",".join(trained)})
-    frame = pd.DataFrame(rows)
-    keep = [c for c in frame.columns if not c.startswith(("time_", "timestamp", "date",
-                                                          "hostname", "node_ip", "pid",
-                                                          "checkpoint_dir", "done"))]
-    return frame[keep]
+    """``trials.parquet``'s frame (``orchestrator.trial_table``): one row per Table-1 trial and
+    recorded stage, from the stage records the trials wrote; a trial with no recorded stage
+    still has a row, with its status."""
+    records, damaged = stage_records([storage / e for e in ATTACK_EXPERIMENTS])
+    frame, foreign = trial_table(attack_trials(config), records, read_status(results),
+                                 experiment_of)
+    left_out = damaged + foreign
+    if left_out:
+        log.info(f"{len(left_out)} stage record(s) left out ({'; '.join(left_out[:3])}"
+                 f"{'; ...' if len(left_out) > 3 else ''}): a stage recorded only there has no "
+                 "row, and its Table-1 row is marked partial or failed")
+    if not records:
+        log.info(f"{storage} holds no recorded stage of any attack trial: every attack row is "
+                 "marked failed")
+    return frame
 
 
 def _uar_columns(config: ExperimentConfig) -> list[str]:
-    return [f"{d}_{s}" for d in config.defences for s in ("dev", "test")]
+    return [keys.table_column(d, s) for d in config.defences for s in keys.SPLITS]
 
 
 def _mean_and_spread(series: pd.Series, key: str) -> dict:
@@ -85,7 +67,7 @@ def _row_values(frame: pd.DataFrame, config: ExperimentConfig, metric: str = "ad
         for s in keys.SPLITS:
             column = keys.uar(d, s, metric)
             series = frame[column].dropna() * 100 if column in frame else pd.Series(dtype=float)
-            values.update(_mean_and_spread(series, f"{d}_{s}"))
+            values.update(_mean_and_spread(series, keys.table_column(d, s)))
     return values
 
 
@@ -96,7 +78,7 @@ def _perturbation_values(frame: pd.DataFrame) -> dict:
         for metric in keys.PERTURBATION_METRICS:
             column = keys.perturbation(s, metric)
             series = frame[column].dropna() if column in frame else pd.Series(dtype=float)
-            values[f"{metric}_{s}"] = round(series.mean(), 4) if len(series) else np.nan
+            values[keys.size_column(metric, s)] = round(series.mean(), 4) if len(series) else np.nan
     return values
 
 
@@ -105,12 +87,11 @@ def _clean_values(config: ExperimentConfig, defences: dict) -> dict:
     (and their spread, with several)."""
     values: dict = {}
     for d in config.defences:
-        entry = defences.get(d, {})
-        # defences.json of a run recorded before defences were drawn per seed: one draw
-        seeds = entry.get("per_seed") or ({"": entry} if entry else {})
-        for s in ("dev", "test"):
-            series = pd.Series([m[f"{s}_uar"] for m in seeds.values()], dtype=float) * 100
-            values.update(_mean_and_spread(series, f"{d}_{s}"))
+        seeds = defences.get(d, {})
+        for s in keys.SPLITS:
+            metric = keys.uar(d, s, "clean_uar")
+            series = pd.Series([m[metric] for m in seeds.values()], dtype=float) * 100
+            values.update(_mean_and_spread(series, keys.table_column(d, s)))
     return values
 
 
@@ -125,8 +106,8 @@ def _chosen_records(specs: list[AttackTrial], done: pd.DataFrame, method: str,
     with the lowest mean adversarial dev UAR over the row's defences), that lambda, and the
     row's status. A stage recorded before a trial failed still counts; the row is ``partial``
     when a trial is missing and ``failed`` when none recorded it."""
-    expected = {t.id: t.lam for t in specs if (method, trained) in t.rows()}
-    mine = done[done["trial_id"].isin(list(expected)) & (done["trained"] == ",".join(trained))]
+    expected = {t.id: t.lam for t in specs if (method, trained) in t.rows().values()}
+    mine = done[done["trial_id"].isin(list(expected)) & trained_on(done, trained)]
     if mine.empty:
         return mine, np.nan, "failed"
     by_lambda = {lam: part for lam, part in mine.groupby(mine["lambda"].fillna(0.0))}
@@ -148,14 +129,14 @@ def tables(config: ExperimentConfig, trials: pd.DataFrame, defences: dict
     share on dev and test, so that a stronger attack can be told from a louder one."""
     rows = [{"method": "clean", "defences": _labels(config, config.defences), "lambda": np.nan,
              **_clean_values(config, defences),
-             "seeds": len(next(iter(defences.values()), {}).get("per_seed", {})) or np.nan,
+             "seeds": len(next(iter(defences.values()), {})) or np.nan,
              "status": "ok" if len(defences) == len(config.defences) else "failed"}]
     sizes = []
-    done = trials[trials["stage"] >= 0] if "trained" in trials else trials.iloc[0:0]
+    done = trials[trials["stage"] >= 1]
     specs = attack_trials(config)
     seen: list[tuple[str, tuple[str, ...]]] = []
     for spec in specs:
-        for method, trained in spec.rows():
+        for method, trained in spec.rows().values():
             if (method, trained) in seen or (method in ("transfer", "lifelong")
                                              and len(trained) < 2):
                 continue
@@ -179,7 +160,8 @@ def tables(config: ExperimentConfig, trials: pd.DataFrame, defences: dict
         columns += ["seeds", *[f"{c}_std" for c in _uar_columns(config)]]
     table = table.reindex(columns=columns + ["status"]).reset_index(drop=True)
     size_columns = ["method", "defences", "lambda",
-                    *[f"{m}_{s}" for s in keys.SPLITS for m in keys.PERTURBATION_METRICS],
+                    *[keys.size_column(m, s) for s in keys.SPLITS
+                      for m in keys.PERTURBATION_METRICS],
                     "seeds", "status"]
     return table, sizes.reindex(columns=size_columns).reset_index(drop=True)
 
@@ -187,13 +169,14 @@ def tables(config: ExperimentConfig, trials: pd.DataFrame, defences: dict
 def lambda_sweep(config: ExperimentConfig, trials: pd.DataFrame) -> pd.DataFrame:
     """Adversarial UAR (percent) of every defence for each lifelong sequence, stage and lambda,
     with transfer as lambda = 0 (no constraint); mean over seeds."""
-    if trials.empty or "stage" not in trials:
-        return pd.DataFrame()
-    chosen = trials[trials["strategy"].isin(["lifelong", "transfer"]) & (trials["stage"] >= 1)
+    chosen = trials[trials["strategy"].isin(["lifelong", "transfer"]) & (trials["stage"] >= 2)
                     & (trials["status"] == "ok")]
+    if chosen.empty:
+        return pd.DataFrame()
     rows = []
     for (sequence, defences, lam), group in chosen.groupby(
-            ["sequence", "defences", chosen["lambda"].fillna(0.0)], sort=True):
+            ["sequence", chosen["defences"].map(lambda d: _labels(config, d)),
+             chosen["lambda"].fillna(0.0)], sort=True):
         rows.append({"sequence": sequence, "defences": defences, "lambda": lam,
                      "seeds": group["seed"].nunique(), **{
                          c: v for c, v in _row_values(group, config).items()
@@ -225,9 +208,10 @@ def figure3(config: ExperimentConfig, sweep: pd.DataFrame, path: Path) -> None:
         part = part.sort_values("lambda")
         lifelong, transfer = part[part["lambda"] > 0], part[part["lambda"] == 0]
         for d, spec in config.defences.items():
-            line = ax.plot(lifelong["lambda"], lifelong[f"{d}_dev"], marker="o", label=spec.label)
+            column = keys.table_column(d, "dev")
+            line = ax.plot(lifelong["lambda"], lifelong[column], marker="o", label=spec.label)
             if not transfer.empty:
-                ax.axhline(transfer[f"{d}_dev"].iloc[0], ls="--", lw=0.8,
+                ax.axhline(transfer[column].iloc[0], ls="--", lw=0.8,
                            color=line[0].get_color())
         ax.set_xscale("log")
         ax.set_xlabel("lambda (dashed: transfer, no constraint)")
@@ -256,8 +240,6 @@ def figure2_png(storage: Path, trials: pd.DataFrame, path: Path) -> bool:
 def collect_audio(storage: Path, trials: pd.DataFrame, folder: Path) -> pd.DataFrame:
     """Copy each finished trial's audio examples into ``folder/<trial>/`` and list their SNRs
     (feature and waveform domain) in ``folder/snr.csv``; returns that table."""
-    from trainables.audio_export import AUDIO_FOLDER, SNR_FILE
-
     rows = []
     for trial_id, experiment in trials[["trial_id", "tune_experiment"]].drop_duplicates() \
             .itertuples(index=False):
@@ -279,8 +261,7 @@ def collect_audio(storage: Path, trials: pd.DataFrame, folder: Path) -> pd.DataF
 def write_report(config: ExperimentConfig, results: Path, storage: Path) -> pd.DataFrame:
     """Write every report file into ``results``; returns Table 1."""
     trials = trials_table(config, storage, results)
-    tidy = tidy_trials(trials)
-    write_atomically(results / "trials.parquet", lambda tmp: tidy.to_parquet(tmp, index=False))
+    write_atomically(results / "trials.parquet", lambda tmp: trials.to_parquet(tmp, index=False))
     table, sizes = tables(config, trials, read_defences(results))
     write_atomically(results / "table1.csv", lambda tmp: table.to_csv(tmp, index=False))
     write_atomically(results / "perturbation.csv", lambda tmp: sizes.to_csv(tmp, index=False))

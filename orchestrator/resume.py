@@ -83,10 +83,10 @@ def check_same_defences(recorded: dict, trials: dict, keys: dict) -> None:
     """On ``--resume``, refuse defences other than those the run's finished trials attacked
     (their key hashes the model's code and settings, its seed and the data)."""
     for trial_id, trial in trials.items():
-        entry = recorded.get(trial.defence, {}).get("per_seed", {}).get(str(trial.grid_seed))
+        entry = recorded.get(trial.defence, {}).get(str(trial.seed))
         if entry and Path(entry["cache"]).stem != keys[trial_id]:
             raise ProjectError(
-                f"defence {trial.defence} (grid seed {trial.grid_seed}) is not the one this run "
+                f"defence {trial.defence} (grid seed {trial.seed}) is not the one this run "
                 "started with: its code or settings changed since (the project was updated?), "
                 "and --resume would mix attacks on two different defences in one table. Finish "
                 "it with the version that started it, or start a new run in another --results "

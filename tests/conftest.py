@@ -17,7 +17,14 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import RAY, TINY_SPEC, cli_env, free_port
+from trainables.console import show_messages
 from trainables.data.synthetic import ensure_corpus
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _console():
+    """The project's messages on the console as the CLI shows them (``capsys`` sees them)."""
+    show_messages()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 
 from orchestrator import launch
 from orchestrator.cli import main
+from orchestrator.grid import ATTACK_EXPERIMENTS
 
 
 def failing(trainable: Callable, trial_id: str) -> Callable:
@@ -26,15 +28,15 @@ def failing(trainable: Callable, trial_id: str) -> Callable:
 
 
 def inject(trial_id: str) -> None:
-    """Make ``launch.run_stage`` hand Tune the failing wrapper of every attack trainable."""
-    run_stage = launch.run_stage
+    """Make ``launch.run_experiment`` hand Tune the failing wrapper of every attack trainable."""
+    run_experiment = launch.run_experiment
 
-    def run_stage_with_failure(stage: str, function: Callable, *args, **kwargs):
-        if stage.startswith("attacks"):
-            function = failing(function, trial_id)
-        return run_stage(stage, function, *args, **kwargs)
+    def run_experiment_with_failure(experiment: launch.Experiment, *args, **kwargs):
+        if experiment.name in ATTACK_EXPERIMENTS:
+            experiment = replace(experiment, trainable=failing(experiment.trainable, trial_id))
+        return run_experiment(experiment, *args, **kwargs)
 
-    launch.run_stage = run_stage_with_failure
+    launch.run_experiment = run_experiment_with_failure
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from trainables.data.settings import SyntheticSpec
+from trainables.stage_record import StageRecord
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = Path(__file__).with_name("tiny.yaml")  # every strategy, real Ray, seconds per trial
@@ -104,3 +105,36 @@ def data(n: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` random inputs (n, 1, 4, 4) and labels (n,) in 0..2."""
     g = torch.Generator().manual_seed(seed)
     return torch.randn(n, 1, 4, 4, generator=g), torch.randint(0, 3, (n,), generator=g)
+
+
+CLASSES = ("anger", "disgust", "fear", "guilt", "happiness", "sadness", "surprise")
+
+
+def stage_records(config, metrics_of) -> list[StageRecord]:
+    """A stage record for every Table-1 trial of ``config``'s grid and each of its stages, as
+    the trainable writes them; ``metrics_of(trial, trained)`` gives a record's metrics (UAR in
+    [0, 1]) after training on ``trained``."""
+    from orchestrator.grid import attack_trials
+
+    return [StageRecord(trial_id=trial.id, stage=stage, global_step=10 * stage,
+                        defences=trained, finished=stage == len(trial.plan.stages),
+                        classes=CLASSES, metrics=metrics_of(trial, trained))
+            for trial in attack_trials(config) if trial.in_table
+            for stage, (_method, trained) in trial.rows().items()]
+
+
+def trials_frame(config, records: list[StageRecord]):
+    """``trials.parquet``'s frame of ``records``, every trial finished."""
+    from orchestrator.grid import attack_trials, experiment_of
+    from orchestrator.trial_table import trial_table
+
+    specs = attack_trials(config)
+    frame, foreign = trial_table(specs, records, {t.id: "ok" for t in specs}, experiment_of)
+    assert not foreign, foreign
+    return frame
+
+
+def clean_defences(config, seeds=(0,), dev=lambda seed: 0.8, test=lambda seed: 0.75) -> dict:
+    """``defences.json`` of a run: each defence's clean UAR by grid seed."""
+    return {d: {str(s): {f"{d}/dev/clean_uar": dev(s), f"{d}/test/clean_uar": test(s)}
+                for s in seeds} for d in config.defences}

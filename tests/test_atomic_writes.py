@@ -29,6 +29,7 @@ def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temp(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["table1.csv"]
 
 
+@pytest.mark.slow
 def test_a_process_killed_while_writing_never_leaves_a_partial_file(tmp_path):
     target = tmp_path / "table1.csv"
     target.write_text("previous table\n")

@@ -8,7 +8,8 @@ import numpy as np
 import soundfile
 import torch
 
-from trainables.audio_export import (SNR_FILE, adversarial_examples, snr_db, to_waveform,
+from trainables.trial_folder import SNR_FILE
+from trainables.audio_export import (adversarial_examples, snr_db, to_waveform,
                                      write_examples)
 from trainables.data.features import log_mel
 from trainables.data.settings import FeatureSettings

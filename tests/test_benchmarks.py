@@ -2,9 +2,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.helpers import ROOT
 
 
+@pytest.mark.slow
 def test_quick_benchmarks_run_and_write_json(tmp_path):
     out = tmp_path / "bench.json"
     result = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--json", str(out)],

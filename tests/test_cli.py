@@ -4,6 +4,9 @@ import pytest
 
 from tests.helpers import run_cli
 
+# Real Ray or a real subprocess in every test (``pytest -m "not slow"`` leaves them out).
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize("args, message", [
     (["--set", "grid.lamdas=[1]"], "unknown config key 'grid.lamdas'"),

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 import pandas as pd
 
 from tests.helpers import TINY, run_cli
+
+# Real Ray or a real subprocess in every test (``pytest -m "not slow"`` leaves them out).
+pytestmark = pytest.mark.slow
 
 
 def test_run_grid_joins_a_running_cluster(tmp_path, ray_head):

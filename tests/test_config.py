@@ -5,6 +5,7 @@ from hypothesis import strategies as st
 
 from orchestrator.config import (ExperimentConfig, config_from_dict, config_to_dict, load_config)
 from orchestrator.paths import PROJECT_ROOT
+from tests.helpers import run_cli
 from trainables.errors import ConfigError
 
 
@@ -89,3 +90,37 @@ def test_reproduce_is_the_default_run_over_five_seeds():
     assert reproduce["grid"].pop("seeds") == [0, 1, 2, 3, 4] and smoke["grid"].pop("seeds") == [0]
     assert reproduce.pop("name") == "reproduce" and smoke.pop("name") == "smoke"
     assert reproduce == smoke
+
+
+def test_a_config_states_only_how_it_differs_from_the_one_it_extends(tmp_path):
+    """``extends``: the base file's keys, with the extending file's laid over them (mappings
+    merged key by key, lists replaced); a loop or a missing base is one clear error."""
+    reproduce = load_config(PROJECT_ROOT / "configs" / "reproduce.yaml")
+    smoke = load_config(PROJECT_ROOT / "configs" / "smoke.yaml")
+    assert reproduce.grid.seeds == [0, 1, 2, 3, 4] and reproduce.name == "reproduce"
+    assert reproduce.attack == smoke.attack and reproduce.defences == smoke.defences
+    assert reproduce.grid.lambdas == smoke.grid.lambdas  # a sibling of the key it changed
+
+    (tmp_path / "base.yaml").write_text("attack: {lr: 0.5, batch_size: 8}\ngrid: {seeds: [0, 1]}\n")
+    (tmp_path / "child.yaml").write_text("extends: base.yaml\nattack: {lr: 0.25}\n"
+                                         "grid: {seeds: [3]}\n")
+    child = load_config(tmp_path / "child.yaml")
+    assert child.attack.lr == 0.25 and child.attack.batch_size == 8 and child.grid.seeds == [3]
+    (tmp_path / "loop.yaml").write_text("extends: loop2.yaml\nname: a\n")
+    (tmp_path / "loop2.yaml").write_text("extends: loop.yaml\nname: b\n")
+    with pytest.raises(ConfigError, match="loops back"):
+        load_config(tmp_path / "loop.yaml")
+    (tmp_path / "orphan.yaml").write_text("extends: nowhere.yaml\nname: a\n")
+    with pytest.raises(ConfigError, match="nowhere.yaml does not exist"):
+        load_config(tmp_path / "orphan.yaml")
+
+
+@pytest.mark.slow
+def test_config_values_are_never_evaluated(tmp_path):
+    marker = tmp_path / "pwned"
+    payload = f"name=!!python/object/apply:os.system ['touch {marker}']"
+    run_cli("--set", payload, "--set", "grid.lamdas=1", cwd=tmp_path)
+    (tmp_path / "c.yaml").write_text(f"name: !!python/object/apply:os.system ['touch {marker}']\n")
+    result = run_cli("--config", str(tmp_path / "c.yaml"), cwd=tmp_path)
+    assert result.returncode == 2 and "malformed YAML" in result.stderr
+    assert not marker.exists()

@@ -5,6 +5,7 @@ tells) and reads it back the way a run does."""
 
 from __future__ import annotations
 
+import ast
 import os
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import torch
 from ray import tune
 
 from orchestrator.defence_cache import DefenceCache
-from tests.helpers import demos_folder
+from tests.helpers import ROOT, demos_folder
 from trainables import tune_io
 from trainables.checksums import checksum_file, damage
 from trainables.data.feature_cache import build_feature_cache, load_features
@@ -64,7 +65,7 @@ def test_a_damaged_or_cut_defence_cache_counts_as_missing(tmp_path, capsys):
     path = cache.path("cnn4-abc")
     overwrite(path, path.stat().st_size - 8192, 4096)
     assert not cache.has("cnn4-abc")
-    assert "training that defence again" in capsys.readouterr().out
+    assert "training that defence again" in capsys.readouterr().err
     with pytest.raises(DamagedFile):
         cache.load("cnn4-abc")
     cache.store("vgg16-abc", weights, {"dev_uar": 0.5})
@@ -93,3 +94,17 @@ def test_a_damaged_latest_checkpoint_gives_way_to_the_one_before(tmp_path, monke
     overwrite(trial / "checkpoint_000003" / tune_io.STATE_FILE, 2000, 1024)
     assert tune_io.restore() is None  # nothing intact: the trial starts over, it does not fail
     assert "starting the trial over" in capsys.readouterr().out
+
+
+def test_every_checkpoint_load_is_weights_only():
+    loads = []
+    for path in [*(ROOT / "trainables").rglob("*.py"), *(ROOT / "orchestrator").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and ast.unparse(node.func) == "torch.load":
+                loads.append({k.arg: ast.unparse(k.value) for k in node.keywords})
+            if isinstance(node, ast.Call) and ast.unparse(node.func) in ("eval", "exec",
+                                                                        "yaml.load"):
+                raise AssertionError(f"{path}: {ast.unparse(node)}")
+    # Two load sites since every checkpoint goes through tune_io.load_checkpoint (the other is
+    # the defence cache); the floor only guards against a scan that finds nothing.
+    assert len(loads) >= 2 and all(k.get("weights_only") == "True" for k in loads)

@@ -9,13 +9,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import soundfile
-import yaml
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from orchestrator.grid import FIRST_WAVE, SECOND_WAVE
-from orchestrator.trials_file import TRIAL_COLUMNS
+from orchestrator.grid import ATTACK_EXPERIMENT, CONTINUED_EXPERIMENT
+from orchestrator.trial_table import TRIAL_COLUMNS
 from tests.helpers import ROOT, TINY, cli_env, run_cli
+
+# Real Ray or a real subprocess in every test (``pytest -m "not slow"`` leaves them out).
+pytestmark = pytest.mark.slow
 COLUMNS = ["method", "defences", "lambda", "cnn4_dev", "cnn4_test", "vgg16_dev", "vgg16_test",
            "resnet50_dev", "resnet50_test"]
 
@@ -60,7 +62,7 @@ def test_trials_parquet_has_a_row_per_trial_and_stage(run):
                    "perturbation/test/snr_db", "perturbation/test/shared_energy"):
         assert trials[column].notna().all()
     # The documented schema (results/README.md): no Ray bookkeeping, the defences once.
-    assert list(trials.columns[:13]) == TRIAL_COLUMNS
+    assert list(trials.columns[:len(TRIAL_COLUMNS)]) == TRIAL_COLUMNS
     assert not {"trained", "trained_defences", "kind", "score", "training_iteration",
                 "tune_trial_id", "confusion"} & set(trials.columns)
     lifelong = trials[trials["trial_id"] == "lifelong-clockwise-lam1e2-seed0"]
@@ -77,7 +79,7 @@ def test_trials_parquet_has_a_row_per_trial_and_stage(run):
 
 def test_tensorboard_events_hold_uar_scalars_and_the_figure(run):
     results, _ = run
-    trial = results / "runs" / SECOND_WAVE / "lifelong-clockwise-lam1e2-seed0"
+    trial = results / "runs" / CONTINUED_EXPERIMENT / "lifelong-clockwise-lam1e2-seed0"
     ours = EventAccumulator(str(trial / "tensorboard")).Reload()
     assert "eval/cnn4/test/adv_uar" in ours.Tags()["scalars"]
     assert any(tag.startswith("audio/") for tag in ours.Tags()["audio"])
@@ -117,9 +119,9 @@ def test_the_console_says_what_each_trial_did_in_a_line(run):
     _, result = run
     lines = result.stdout.splitlines()
     finished = [line for line in lines if "lifelong-clockwise-lam1e2-seed0: finished in" in line]
-    assert len(finished) == 1 and finished[0].startswith(f"[{SECOND_WAVE} ")
+    assert len(finished) == 1 and finished[0].startswith(f"[{CONTINUED_EXPERIMENT} ")
     assert "adversarial dev UAR %: CNN-4" in finished[0]
-    assert any(line.startswith(f"[{FIRST_WAVE} 5/5] ") for line in lines)
+    assert any(line.startswith(f"[{ATTACK_EXPERIMENT} 5/5] ") for line in lines)
     # Tune's per-trial boxes, which repeat the whole config, and its checkpoint lines are gone.
     assert "experiment/tune/storage_path" not in result.stdout
     assert "Checkpoint successfully created" not in result.stdout + result.stderr
@@ -155,7 +157,7 @@ def test_sharing_the_first_stage_gives_the_same_table_as_training_it_again(run, 
                        "--set", "grid.share_first_stage=false", "--address", ray_head.address,
                        cwd=tmp_path, timeout=900, env=ray_head.env)
     assert unshared.returncode == 0, unshared.stderr[-3000:]
-    assert not (tmp_path / "r" / "runs" / SECOND_WAVE).exists()
+    assert not (tmp_path / "r" / "runs" / CONTINUED_EXPERIMENT).exists()
     assert (tmp_path / "r" / "table1.csv").read_text() == (results / "table1.csv").read_text()
 
 
@@ -165,7 +167,8 @@ def test_a_second_run_on_the_same_folder_is_refused(run, tmp_path):
     assert again.returncode == 2 and "already holds a run" in again.stderr
 
 
-def _finished_trials(results: Path, waves=(FIRST_WAVE, SECOND_WAVE)) -> dict[str, str]:
+def _finished_trials(results: Path,
+                     waves=(ATTACK_EXPERIMENT, CONTINUED_EXPERIMENT)) -> dict[str, str]:
     """result.json text of every attack trial that Tune's saved experiment state marks as
     finished (TERMINATED): what a resumed run restores as done."""
     done = {}
@@ -186,7 +189,7 @@ def _finished_trials(results: Path, waves=(FIRST_WAVE, SECOND_WAVE)) -> dict[str
     return done
 
 
-@pytest.mark.parametrize("wave", [FIRST_WAVE, SECOND_WAVE])
+@pytest.mark.parametrize("wave", [ATTACK_EXPERIMENT, CONTINUED_EXPERIMENT])
 def test_a_killed_driver_resumes_without_redoing_finished_trials(run, tmp_path, wave):
     """SIGKILL run_grid.py once some trials of ``wave`` finished (while the first wave runs, or
     after it, while the trials that continue its weights run); --resume completes the grid,
@@ -204,7 +207,7 @@ def test_a_killed_driver_resumes_without_redoing_finished_trials(run, tmp_path, 
                               start_new_session=True)
     try:
         deadline = time.time() + 600
-        wanted = 2 if wave == FIRST_WAVE else 1
+        wanted = 2 if wave == ATTACK_EXPERIMENT else 1
         while len(_finished_trials(results, [wave])) < wanted and time.time() < deadline:
             assert driver.poll() is None, "the run ended before it could be killed"
             time.sleep(0.5)
@@ -226,24 +229,6 @@ def test_a_killed_driver_resumes_without_redoing_finished_trials(run, tmp_path, 
         assert after[trial_id] == text, f"{trial_id} ran again"
     uninterrupted, _ = run
     assert (results / "table1.csv").read_text() == (uninterrupted / "table1.csv").read_text()
-
-
-def test_a_run_from_before_storage_paths_held_run_names_still_reports(run, tmp_path):
-    """Runs on a shared ``tune.storage_path`` kept their trials in the path itself until each
-    run got a subfolder named after its results folder: such a run still reports whole."""
-    results, _ = run
-    old = tmp_path / "results"
-    shutil.copytree(results, old, ignore=shutil.ignore_patterns("runs", ".run.lock"))
-    # Only the attacks: a run whose defences came from the cache has no defences experiment.
-    for experiment in (FIRST_WAVE, SECOND_WAVE):
-        shutil.copytree(results / "runs" / experiment, tmp_path / "shared" / experiment)
-    config = yaml.safe_load((old / "config.yaml").read_text())
-    config["tune"]["storage_path"] = str(tmp_path / "shared")
-    (old / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    (old / "table1.csv").unlink()
-    rebuilt = run_cli("--results", str(old), "--report-only", cwd=tmp_path)
-    assert rebuilt.returncode == 0, rebuilt.stderr
-    assert (old / "table1.csv").read_text() == (results / "table1.csv").read_text()
 
 
 def test_a_report_from_no_recorded_trials_says_so_and_keeps_the_table(run, tmp_path):

@@ -26,11 +26,11 @@ def test_evaluation_runs_the_attacker_once_per_chunk_and_scores_every_defence():
     for name, model in defences.items():
         assert metrics[f"{name}/dev/adv_uar"] == uar(truth, predict(model, x + eta))
         assert metrics[f"{name}/dev/clean_uar"] == uar(truth, predict(model, x))
-        assert np.array(metrics["confusion"][f"{name}/dev"]).sum() == 50
+        assert np.array(metrics["confusion"][f"{name}/dev/confusion"]).sum() == 50
     assert np.isclose(metrics["perturbation/dev/mse"], eta.pow(2).mean().item())
     snr = 10 * np.log10(x.pow(2).sum().item() / eta.pow(2).sum().item())
     assert np.isclose(metrics["perturbation/dev/snr_db"], snr)
-    assert set(cache) == {"a/dev", "b/dev", "c/dev"}
+    assert set(cache) == {"a/dev/confusion", "b/dev/confusion", "c/dev/confusion"}
 
     clean_only = evaluate(None, defences, {"dev": (x, y)})
     assert "a/dev/adv_uar" not in clean_only and "perturbation/dev/mse" not in clean_only

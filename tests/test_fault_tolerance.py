@@ -15,9 +15,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from orchestrator.grid import SECOND_WAVE
+from orchestrator.grid import CONTINUED_EXPERIMENT
 from orchestrator.lock import RunLock
 from tests.helpers import ROOT, TINY, cli_env, run_cli
+
+# Real Ray or a real subprocess in every test (``pytest -m "not slow"`` leaves them out).
+pytestmark = pytest.mark.slow
 
 ONE_TRIAL = ["--set", "grid.strategies=[lifelong]", "--set", "grid.lambdas=[100.0]",
              "--set", "attack.first_stage_iterations=300", "--set", "attack.checkpoint_every=20"]
@@ -89,10 +92,10 @@ def test_a_trial_that_keeps_failing_is_marked_and_the_rest_completes(tmp_path):
     trials = pd.read_parquet(tmp_path / "r" / "trials.parquet")
     row = trials[trials["trial_id"] == "single-task-cnn4-seed0"].iloc[0]
     assert row["status"] == "failed" and "injected" in row["error"]
-    follower = tmp_path / "r" / "runs" / SECOND_WAVE / "lifelong-clockwise-lam1e2-seed0"
+    follower = tmp_path / "r" / "runs" / CONTINUED_EXPERIMENT / "lifelong-clockwise-lam1e2-seed0"
     first = json.loads((follower / "result.json").read_text().splitlines()[0])
-    assert first["kind"] == "train" and first["stage"] == 0  # it trained stage 1 itself
-    assert "left no final state" in result.stdout
+    assert first["kind"] == "train" and first["stage"] == 1  # it trained stage 1 itself
+    assert "left no usable final state" in result.stdout
 
 
 def test_a_second_run_on_a_folder_in_use_is_refused(tmp_path):

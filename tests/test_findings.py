@@ -4,38 +4,36 @@ whose answers are known."""
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from orchestrator.config import load_config
 from orchestrator.findings import Verdict, findings
-from orchestrator.grid import attack_trials
 from orchestrator.paths import PROJECT_ROOT
 from orchestrator.reporter import tables
+from tests.helpers import clean_defences, stage_records, trials_frame
 
 DEFENCES = ("cnn4", "vgg16", "resnet50")
 
 
 def constructed_trials(seeds, uar, defences=DEFENCES) -> tuple:
     """The smoke grid's records for ``seeds``, each metric from ``uar(strategy, trained, d,
-    seed, lam, kind)`` (kind ``adv`` or ``noise``, UAR in percent), for ``defences``."""
+    seed, lam, kind)`` (kind ``adv`` or ``noise``, UAR in percent), for ``defences``: its
+    config, its trial table and its clean defences."""
     config = load_config(PROJECT_ROOT / "configs" / "smoke.yaml",
                          [f"grid.seeds=[{','.join(map(str, seeds))}]"])
-    rows = []
-    for trial in attack_trials(config):
-        for stage, (_method, trained) in enumerate(trial.rows()):
-            row = {"trial_id": trial.id, "strategy": trial.strategy, "sequence": trial.sequence,
-                   "lambda": trial.lam, "seed": trial.seed, "stage": stage, "status": "ok",
-                   "trained": ",".join(trained)}
-            for d in defences:
-                for split in ("dev", "test"):
-                    for kind in ("adv", "noise"):
-                        row[f"{d}/{split}/{kind}_uar"] = uar(
-                            trial.strategy, trained, d, trial.seed, trial.lam, kind) / 100
-                row["perturbation/test/snr_db"] = row["perturbation/dev/snr_db"] = 12.0
-            rows.append(row)
-    clean = {d: {"per_seed": {str(s): {"dev_uar": 0.8 + 0.01 * s, "test_uar": 0.75}
-                              for s in seeds}} for d in defences}
-    return config, pd.DataFrame(rows), clean
+
+    def metrics_of(trial, trained):
+        metrics = {}
+        for d in defences:
+            for split in ("dev", "test"):
+                for kind in ("adv", "noise"):
+                    metrics[f"{d}/{split}/{kind}_uar"] = uar(
+                        trial.strategy, trained, d, trial.seed, trial.lam, kind) / 100
+        metrics["perturbation/test/snr_db"] = metrics["perturbation/dev/snr_db"] = 12.0
+        return metrics
+
+    clean = clean_defences(config, seeds, dev=lambda s: 0.8 + 0.01 * s)
+    clean = {d: clean[d] for d in defences}
+    return config, trials_frame(config, stage_records(config, metrics_of)), clean
 
 
 def paper_like(strategy, trained, d, seed, lam, kind):

@@ -1,7 +1,8 @@
 import pytest
 
 from orchestrator.config import load_config
-from orchestrator.grid import FIRST_WAVE, SECOND_WAVE, attack_trials, defence_trials, wave
+from orchestrator.grid import (ATTACK_EXPERIMENT, CONTINUED_EXPERIMENT, attack_trials,
+                               defence_trials, experiment_of)
 from trainables.errors import ConfigError
 from trainables.stages import Plan, Stage
 
@@ -18,13 +19,13 @@ def test_default_grid_reads_like_table_1():
     lifelong = next(t for t in trials if t.id == "lifelong-clockwise-lam1e5-seed1")
     assert lifelong.plan == Plan("lifelong", (Stage(("cnn4",), 10_000), Stage(("vgg16",), 1_000),
                                               Stage(("resnet50",), 1_000)), "ewc")
-    assert lifelong.rows()[1] == ("lifelong", ("cnn4", "vgg16"))
-    assert lifelong.rows()[2] == ("lifelong", ("cnn4", "vgg16", "resnet50"))
+    assert lifelong.rows()[2] == ("lifelong", ("cnn4", "vgg16"))
+    assert lifelong.rows()[3] == ("lifelong", ("cnn4", "vgg16", "resnet50"))
     multi = {t.defences for t in per_seed if t.strategy == "multi-task"}
     assert multi == {("cnn4", "vgg16"), ("cnn4", "vgg16", "resnet50"), ("resnet50", "vgg16")}
     assert all(t.lam is None for t in trials if t.strategy != "lifelong")
     # Every grid seed attacks defences of its own draw: seeds measure the defences' spread too.
-    defences = [(t.defence, t.seed) for t in defence_trials(config)]
+    defences = [(t.defence, t.training_seed) for t in defence_trials(config)]
     assert defences == [(d, config.seed + s) for s in config.grid.seeds
                         for d in ("cnn4", "vgg16", "resnet50")]
     assert len({t.id for t in defence_trials(config)}) == len(defences)
@@ -45,13 +46,13 @@ def test_transfer_and_lifelong_start_from_the_single_task_trial_on_their_first_d
     trials = {t.id: t for t in attack_trials(load_config(None, []))}
     assert trials["lifelong-clockwise-lam1e4-seed0"].starts_from == "single-task-cnn4-seed0"
     assert trials["transfer-counterclockwise-seed0"].starts_from == "single-task-resnet50-seed0"
-    assert wave(trials["transfer-clockwise-seed0"]) == SECOND_WAVE
-    assert all(wave(t) == FIRST_WAVE for t in trials.values()
+    assert experiment_of(trials["transfer-clockwise-seed0"]) == CONTINUED_EXPERIMENT
+    assert all(experiment_of(t) == ATTACK_EXPERIMENT for t in trials.values()
                if t.strategy in ("single-task", "multi-task"))
     assert all(t.in_table for t in trials.values())
     unshared = attack_trials(load_config(None, ["grid.share_first_stage=false"]))
     assert [t.id for t in unshared] == list(trials)
-    assert all(not t.starts_from and wave(t) == FIRST_WAVE for t in unshared)
+    assert all(not t.starts_from and experiment_of(t) == ATTACK_EXPERIMENT for t in unshared)
 
 
 def test_without_a_single_task_trial_a_helper_trains_the_shared_first_stage():

@@ -5,6 +5,8 @@ folder whose run is still live."""
 
 from __future__ import annotations
 
+import pytest
+
 import os
 import signal
 import subprocess
@@ -18,6 +20,9 @@ from orchestrator.config import config_to_dict, load_config
 from orchestrator.lock import RunLock
 from tests.helpers import ROOT, run_cli
 from tests.test_end_to_end import TINY
+
+# Real Ray or a real subprocess in every test (``pytest -m "not slow"`` leaves them out).
+pytestmark = pytest.mark.slow
 
 
 def _stop_once_the_grid_runs(results: Path, how: str, *args: str) -> tuple[int, list[str]]:

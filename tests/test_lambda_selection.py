@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 
 from orchestrator.config import ExperimentConfig, load_config
-from orchestrator.grid import attack_trials
 from orchestrator.paths import PROJECT_ROOT
 from orchestrator.reporter import tables
+from tests.helpers import clean_defences, stage_records, trials_frame
 
 LAMBDAS = (1e2, 1e4, 1e6)
 # The lambda dev must choose for each (sequence, number of defences trained).
@@ -51,32 +51,33 @@ def _adv_uar(strategy: str, sequence: str, trained: tuple[str, ...], defence: st
     return (DEV if split == "dev" else TEST)[rank]
 
 
-def lambda_trials(seeds: tuple[int, ...] = (0,)) -> tuple[ExperimentConfig, pd.DataFrame, dict]:
-    """The smoke grid with ``LAMBDAS`` and ``seeds``: its config, one record per trial and stage
-    (as ``reporter.trials_table`` builds them, UAR in [0, 1]) and the clean defences."""
+def lambda_records(seeds: tuple[int, ...] = (0,)) -> tuple[ExperimentConfig, list, dict]:
+    """The smoke grid with ``LAMBDAS`` and ``seeds``: its config, a stage record for every
+    trial and stage (UAR in [0, 1]) and the clean defences."""
     config = load_config(PROJECT_ROOT / "configs" / "smoke.yaml",
                          [f"grid.lambdas=[{','.join(map(str, LAMBDAS))}]",
                           f"grid.seeds=[{','.join(map(str, seeds))}]"])
-    rows = []
-    for trial in attack_trials(config):
-        if not trial.in_table:
-            continue
-        for stage, (_method, trained) in enumerate(trial.rows()):
-            row = {"trial_id": trial.id, "strategy": trial.strategy, "sequence": trial.sequence,
-                   "lambda": trial.lam, "seed": trial.seed, "stage": stage, "status": "ok",
-                   "trained": ",".join(trained)}
-            for d in config.defences:
-                for split in ("dev", "test"):
-                    uar = _adv_uar(trial.strategy, trial.sequence, trained, d, split, trial.lam)
-                    row[f"{d}/{split}/adv_uar"] = uar / 100
-                    row[f"{d}/{split}/noise_uar"] = 0.5
-            rank = (_rank(trial.sequence, len(trained), trial.lam)
-                    if trial.strategy == "lifelong" and len(trained) >= 2 else "best")
+
+    def metrics_of(trial, trained):
+        metrics = {}
+        for d in config.defences:
             for split in ("dev", "test"):
-                row[f"perturbation/{split}/snr_db"] = SIZE_DEV[rank]
-            rows.append(row)
-    defences = {d: {"dev_uar": 0.8, "test_uar": 0.75} for d in config.defences}
-    return config, pd.DataFrame(rows), defences
+                uar = _adv_uar(trial.strategy, trial.sequence, trained, d, split, trial.lam)
+                metrics[f"{d}/{split}/adv_uar"] = uar / 100
+                metrics[f"{d}/{split}/noise_uar"] = 0.5
+        rank = (_rank(trial.sequence, len(trained), trial.lam)
+                if trial.strategy == "lifelong" and len(trained) >= 2 else "best")
+        for split in ("dev", "test"):
+            metrics[f"perturbation/{split}/snr_db"] = SIZE_DEV[rank]
+        return metrics
+
+    return config, stage_records(config, metrics_of), clean_defences(config, seeds)
+
+
+def lambda_trials(seeds: tuple[int, ...] = (0,)) -> tuple[ExperimentConfig, pd.DataFrame, dict]:
+    """``lambda_records`` as the trial table the report is computed from."""
+    config, records, defences = lambda_records(seeds)
+    return config, trials_frame(config, records), defences
 
 
 def _lifelong_rows(config: ExperimentConfig, frame: pd.DataFrame) -> dict[tuple[str, int], pd.Series]:
@@ -115,9 +116,10 @@ def test_the_hand_made_table_separates_the_wrong_rules():
     and (on 2-defence rows) averaging over every defence each pick a lambda other than the right one (so that the
     test above can fail for each of those mistakes)."""
     config, trials, _ = lambda_trials()
-    lifelong = trials[(trials["strategy"] == "lifelong") & (trials["stage"] >= 1)]
-    for (sequence, trained), part in lifelong.groupby(["sequence", "trained"]):
-        names = trained.split(",")
+    lifelong = trials[(trials["strategy"] == "lifelong") & (trials["stage"] >= 2)]
+    for (sequence, names), part in lifelong.groupby(["sequence",
+                                                     lifelong["defences"].map(tuple)]):
+        names = list(names)
 
         def score(split: str, defences: list[str]) -> pd.Series:
             return part.set_index("lambda")[[f"{d}/{split}/adv_uar" for d in defences]].mean(axis=1)
@@ -127,5 +129,5 @@ def test_the_hand_made_table_separates_the_wrong_rules():
         wrong = {"test": score("test", names).idxmin(), "largest": score("dev", names).idxmax()}
         if len(names) < len(config.defences):  # on 3-defence rows every defence is trained
             wrong["all defences"] = score("dev", list(config.defences)).idxmin()
-        assert all(lam != right for lam in wrong.values()), (sequence, trained, wrong)
+        assert all(lam != right for lam in wrong.values()), (sequence, names, wrong)
         assert np.isfinite(right)

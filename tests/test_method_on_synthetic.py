@@ -19,6 +19,9 @@ from trainables.stages import make_plan
 from trainables.data.synthetic import ensure_corpus
 from trainables.data.settings import SyntheticSpec
 
+# Real Ray or a real subprocess in every test (``pytest -m "not slow"`` leaves them out).
+pytestmark = pytest.mark.slow
+
 SPEC = SyntheticSpec(speakers=12, utterances_per_emotion=4, min_seconds=1.0, max_seconds=2.0)
 
 

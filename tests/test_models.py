@@ -1,10 +1,8 @@
-import typing
 
 import pytest
 import torch
 
-from trainables.models import REGISTRY, build
-from trainables.settings import DefenceModel
+from trainables.models import MODELS, build, names
 
 
 def count(model) -> int:
@@ -37,9 +35,12 @@ def test_defences_return_log_probabilities_for_any_class_count(name):
 
 
 def test_registry_and_unknown_names():
-    assert set(REGISTRY) == {"atrous", "universal", "cnn4", "vgg16", "resnet50", "crnn"}
-    assert set(typing.get_args(DefenceModel)) == set(REGISTRY) - {"atrous", "universal"}
-    with pytest.raises(ValueError, match="registered: atrous, cnn4"):
+    assert list(MODELS) == ["atrous", "universal", "cnn4", "vgg16", "resnet50", "crnn"]
+    assert names("defence") == ["cnn4", "vgg16", "resnet50", "crnn"]
+    assert names("attacker") == ["atrous"] and names("perturbation") == ["universal"]
+    for name, entry in MODELS.items():  # every entry imports and is the class it names
+        assert entry.load().__name__ == entry.target.split(":")[1], name
+    with pytest.raises(ValueError, match="registered: atrous, universal, cnn4"):
         build("lstm")
 
 

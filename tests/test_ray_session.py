@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
+
 import os
 import subprocess
 import sys
 
 from tests.helpers import ROOT
+
+# Real Ray or a real subprocess in every test (``pytest -m "not slow"`` leaves them out).
+pytestmark = pytest.mark.slow
 
 # Inside the session: the token file's mode, whether the instance refuses a client without the
 # token, and whether a task still runs; after it: whether the token is gone.

@@ -2,15 +2,15 @@
 a crash never leaves a half-written table.
 
 ``write_report`` runs for real on a recorded run laid out on disk as Tune leaves it (each trial's
-``result.json``, a ``figure2.npz``, the trial status and the defences' metrics). Two checks:
+stage records, a ``figure2.npz``, the trial status and the defences' metrics). Two checks:
 Python's audit hooks watch every file opened and renamed (nothing is replaced), and a rename
 made to fail leaves the previous file whole.
 """
 
 from __future__ import annotations
 
-import json
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,12 +22,14 @@ import pytest
 import yaml
 
 from orchestrator.config import ExperimentConfig, config_to_dict
-from orchestrator.grid import attack_trials, wave
+from orchestrator.grid import attack_trials, experiment_of
 from orchestrator.records import write_defences, write_status
 from orchestrator.reporter import write_report
-from tests.helpers import run_cli
-from tests.test_lambda_selection import lambda_trials
-from trainables.figures import FIGURE_FILE, save_figure_data
+from tests.helpers import ROOT, run_cli
+from tests.helpers import clean_defences
+from tests.test_lambda_selection import lambda_records
+from trainables.figures import save_figure_data
+from trainables.trial_folder import FIGURE_FILE, record_path
 
 REPORT_FILES = ("trials.parquet", "table1.csv", "perturbation.csv", "lambda_sweep.csv",
                 "lambda_sweep.png", "figure2.png", "findings.md")
@@ -35,21 +37,18 @@ REPORT_FILES = ("trials.parquet", "table1.csv", "perturbation.csv", "lambda_swee
 
 def recorded_run(root: Path) -> tuple[ExperimentConfig, Path, Path]:
     """A finished smoke-grid run on disk: ``(config, results, storage)``. Each trial's stage
-    records go to its ``result.json`` as Tune writes them (one JSON object per line, kind
-    ``stage``), one trial leaves a Figure-2 recording, every trial is ``ok``."""
-    config, trials, defences = lambda_trials()
+    records lie in its folder as the trainable writes them, one trial leaves a Figure-2
+    recording, every trial is ``ok``."""
+    config, records, defences = lambda_records()
     results, storage = root / "results", root / "results" / "runs"
     specs = {t.id: t for t in attack_trials(config)}
-    metrics = [c for c in trials.columns if "/" in c]
-    for trial_id, records in trials.groupby("trial_id"):
-        folder = storage / wave(specs[trial_id]) / trial_id
-        folder.mkdir(parents=True)
-        lines = [json.dumps({"kind": "stage", "stage": int(r["stage"]),
-                             **{m: float(r[m]) for m in metrics}})
-                 for _, r in records.iterrows()]
-        (folder / "result.json").write_text("\n".join(lines) + "\n")
+    for record in records:
+        path = storage / experiment_of(specs[record.trial_id]) / record.trial_id / \
+            record_path(record.stage)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        record.save(path)
     lifelong = next(t for t in specs.values() if t.strategy == "lifelong")
-    save_figure_data(storage / wave(lifelong) / lifelong.id / FIGURE_FILE,
+    save_figure_data(storage / experiment_of(lifelong) / lifelong.id / FIGURE_FILE,
                      real=np.zeros((64, 64), np.float32),
                      perturbation=np.full((64, 64), 0.1, np.float32), label="anger",
                      predictions={d: ("anger", "fear") for d in config.defences})
@@ -138,7 +137,7 @@ def test_a_crash_before_the_rename_leaves_the_previous_file_whole(tmp_path, monk
     previous = (results / name).read_bytes()
     pd.read_csv(results / "table1.csv")  # a whole table to start from
     # The next Table 1 differs (another clean UAR), so a write in place would show there.
-    write_defences(results, {d: {"dev_uar": 0.5, "test_uar": 0.5} for d in config.defences})
+    write_defences(results, clean_defences(config, dev=lambda s: 0.5, test=lambda s: 0.5))
     replace = os.replace
 
     def crash_at(source, destination, *args, **kwargs):
@@ -153,6 +152,7 @@ def test_a_crash_before_the_rename_leaves_the_previous_file_whole(tmp_path, monk
     assert not [p for p in results.iterdir() if p.name.endswith(".tmp")]
 
 
+@pytest.mark.slow
 def test_report_only_says_when_it_rebuilds_from_fewer_records_and_keeps_the_old_table(tmp_path):
     """A record cut short (a crash, a full disk) is named, and a rebuilt Table 1 with fewer
     complete rows than the one it replaces says so and keeps the old one beside it."""
@@ -164,12 +164,27 @@ def test_report_only_says_when_it_rebuilds_from_fewer_records_and_keeps_the_old_
     assert (complete["status"] == "ok").all()
     assert "cut short" not in first.stdout and not (results / "table1.previous.csv").exists()
 
-    record = next(storage.glob("*/single-task-cnn4-seed0/result.json"))
+    record = next(storage.glob(f"*/single-task-cnn4-seed0/{record_path(1)}"))
     record.write_text(record.read_text()[:-40])  # its only stage record, cut
     second = run_cli("--results", str(results), "--report-only", cwd=tmp_path)
     assert second.returncode == 0, second.stderr
-    assert f"{record}:1" in second.stdout and "cut short" in second.stdout
+    assert f"{record} is cut short" in second.stdout
     assert "the previous table is kept as" in second.stdout
     pd.testing.assert_frame_equal(pd.read_csv(results / "table1.previous.csv"), complete)
     rebuilt = pd.read_csv(results / "table1.csv")
     assert (rebuilt["status"] != "ok").sum() >= 1
+
+
+@pytest.mark.slow
+def test_report_only_imports_neither_torch_nor_ray(tmp_path):
+    """A report is pandas, matplotlib and the run's own files: rebuilding one loads no model
+    code, so it runs where the training stack is not installed and starts in a second."""
+    config, results, _ = recorded_run(tmp_path)
+    (results / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config)))
+    probe = ("import sys; from pathlib import Path; from orchestrator.cli import main; "
+             f"code = main(['--results', {str(results)!r}, '--report-only']); "
+             "print(code, sorted(m for m in ('torch', 'ray', 'librosa') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "0 []"
+    assert (results / "table1.csv").exists()

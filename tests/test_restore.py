@@ -2,7 +2,7 @@
 
 Training is deterministic, so a trial that ignored its checkpoint and started over would end
 with the same numbers; only where it restarts tells the two apart. Each test runs a real Tune
-experiment (``orchestrator.launch.run_stage``, a real local Ray instance) of one tiny trial
+experiment (``orchestrator.launch.run_experiment``, a real local Ray instance) of one tiny trial
 whose first attempt crashes right after its first checkpoint, then asserts that the first record
 of the next attempt is past that checkpoint's step. Both Tune trainables are covered (attack and
 defence), by a retry (``tune.max_failures``) and by ``--resume`` (``Tuner.restore``).
@@ -19,11 +19,13 @@ import pytest
 
 from orchestrator.config import ExperimentConfig, load_config
 from orchestrator.grid import attack_trials, defence_trials
-from orchestrator.launch import run_stage
-from orchestrator.records import result_files
+from orchestrator.launch import Experiment, run_experiment
 from tests.helpers import TINY
 from trainables.models import build
 from trainables.trials import TrialData
+
+# Real Ray or a real subprocess in every test (``pytest -m "not slow"`` leaves them out).
+pytestmark = pytest.mark.slow
 
 CLASSES = ["anger", "disgust", "fear", "guilt", "happiness", "sadness", "surprise"]
 
@@ -59,16 +61,19 @@ def random_data(config: ExperimentConfig, seed: int = 0) -> TrialData:
     return data
 
 
-def crash_once_after_first_checkpoint(trainable: Callable, module: str) -> Callable:
+def crash_once_after_first_checkpoint(trainable: Callable, module: str, log: Path) -> Callable:
     """``trainable`` whose attempt that starts without a checkpoint raises right after its first
     checkpoint is reported (the worker dying then, as a killed or preempted worker does).
-    ``module`` is where ``trainable`` looks up ``report``. Whether a checkpoint exists is asked
-    of Tune directly, not of ``tune_io.restore``, which is what the tests check.
+    ``module`` is where ``trainable`` looks up ``report``. Every attempt appends what it reports
+    to ``log`` (JSON lines, an ``{"attempt": n}`` line first), so that the test sees where each
+    attempt started. Whether a checkpoint exists is asked of Tune directly, not of
+    ``tune_io.restore``, which is what the tests check.
 
     A nested function, so that Ray pickles it by value: the workers need not import ``tests``."""
 
     def crashing(config: dict, **parameters) -> None:
         import importlib
+        import json
 
         from ray import tune
 
@@ -76,13 +81,18 @@ def crash_once_after_first_checkpoint(trainable: Callable, module: str) -> Calla
         report = target.report
         # The first attempt: no checkpoint from Tune, nor one handed over after Tune's own
         # record of the experiment was lost.
-        if tune.get_checkpoint() is None and not parameters.get("resume_from"):
-            def report_then_crash(metrics: dict, state: dict | None = None) -> None:
-                report(metrics, state)
-                if state is not None:
-                    raise RuntimeError("injected crash after the first checkpoint")
+        first = tune.get_checkpoint() is None and not parameters.get("resume_from")
+        with open(log, "a") as handle:
+            handle.write(json.dumps({"attempt": "first" if first else "later"}) + "\n")
 
-            target.report = report_then_crash
+        def logged_report(metrics: dict, state: dict | None = None) -> None:
+            with open(log, "a") as handle:
+                handle.write(json.dumps(metrics) + "\n")
+            report(metrics, state)
+            if first and state is not None:
+                raise RuntimeError("injected crash after the first checkpoint")
+
+        target.report = logged_report
         try:
             trainable(config, **parameters)
         finally:
@@ -91,32 +101,28 @@ def crash_once_after_first_checkpoint(trainable: Callable, module: str) -> Calla
     return crashing
 
 
-def records(storage: Path, stage: str, trial_id: str) -> list[dict]:
-    """Every result the trial reported, in order, over all its attempts (Tune appends, and the
-    log of an experiment run again is kept aside)."""
-    lines = [line for f in result_files(storage / stage / trial_id)
-             for line in f.read_text().splitlines()]
-    return [json.loads(line) for line in lines if line.strip()]
+def reports(log: Path) -> list[dict]:
+    """What every attempt reported, in order, each attempt's ``{"attempt": ...}`` line first."""
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
 
 
 def first_record_after_the_crash(reported: list[dict], step: str) -> tuple[dict, dict]:
-    """(the checkpointed record the first attempt crashed after, the next attempt's first).
-    A new attempt runs in another worker process or restarts Tune's count of reports since a
-    restore: Ray may run a retry in the process that ran the first attempt."""
-    starts = [i for i in range(1, len(reported))
-              if reported[i]["pid"] != reported[i - 1]["pid"]
-              or reported[i]["iterations_since_restore"]
-              <= reported[i - 1]["iterations_since_restore"]]
-    assert len(starts) == 1, f"expected one crash and one more attempt, got attempts at {starts}"
-    second = starts[0]
-    assert second > 0 and reported[second - 1][step] > 0
-    return reported[second - 1], reported[second]
+    """(the checkpointed record the first attempt crashed after, the next attempt's first)."""
+    starts = [i for i, r in enumerate(reported) if "attempt" in r]
+    assert len(starts) == 2 and reported[0] == {"attempt": "first"}, \
+        f"expected one crash and one more attempt, got {[reported[i] for i in starts]}"
+    second = starts[1]
+    assert reported[second - 1][step] > 0
+    return reported[second - 1], reported[second + 1]
 
 
 def run_trial(kind: str, config: ExperimentConfig, storage: Path, resume: bool = False):
     """Run the one ``kind`` trial (``attack`` or ``defence``) of ``config`` under Tune, its first
-    attempt crashing after the first checkpoint; returns (Tune's result, its trial id)."""
+    attempt crashing after the first checkpoint; returns (Tune's result, its report log)."""
+    import ray
+
     data = random_data(config)
+    log = storage / f"{kind}-reports.jsonl"
     if kind == "attack":
         from trainables.tune_attack import train_attack_trial
 
@@ -124,8 +130,8 @@ def run_trial(kind: str, config: ExperimentConfig, storage: Path, resume: bool =
         weights = {name: build(spec.model, num_classes=len(CLASSES), width=spec.width)
                    .state_dict() for name, spec in config.defences.items()}
         function = crash_once_after_first_checkpoint(train_attack_trial,
-                                                     "trainables.tune_attack")
-        parameters = {"data": data, "defence_weights": {trial.seed: weights},
+                                                     "trainables.tune_attack", log)
+        parameters = {"data": data, "defences": {trial.seed: ray.put(weights)},
                       "settings": config.trial_settings()}
         resources = config.tune.attack_resources
     else:
@@ -133,11 +139,12 @@ def run_trial(kind: str, config: ExperimentConfig, storage: Path, resume: bool =
 
         trial = defence_trials(config)[0]
         function = crash_once_after_first_checkpoint(train_defence_trial,
-                                                     "trainables.tune_defence")
+                                                     "trainables.tune_defence", log)
         parameters = {"data": data, "settings": config.trial_settings()}
         resources = config.tune.defence_resources
-    grid = run_stage(kind, function, parameters, [trial], config, storage, resources, resume)
-    return grid[0], trial.id
+    experiment = Experiment(kind, function, [trial], parameters, resources)
+    grid = run_experiment(experiment, config.tune, {}, storage, resume)
+    return grid[0], log
 
 
 # The step counter each trainable records: global_step (attack), iteration (defence).
@@ -147,9 +154,9 @@ STEP = {"attack": "global_step", "defence": "iteration"}
 @pytest.mark.parametrize("kind", ["attack", "defence"])
 def test_a_retried_trial_continues_from_its_checkpoint(ray_instance, tmp_path, kind):
     config = tiny_config(max_failures=1)
-    result, trial_id = run_trial(kind, config, tmp_path)
+    result, log = run_trial(kind, config, tmp_path)
     assert result.error is None, result.error
-    reported = records(tmp_path, kind, trial_id)
+    reported = reports(log)
     checkpointed, after = first_record_after_the_crash(reported, STEP[kind])
     # Work not redone: the retry's first record is past the checkpoint it restored.
     assert after[STEP[kind]] > checkpointed[STEP[kind]], (checkpointed, after)
@@ -158,15 +165,14 @@ def test_a_retried_trial_continues_from_its_checkpoint(ray_instance, tmp_path, k
 
 
 def test_a_resumed_run_continues_a_failed_trial_from_its_checkpoint(ray_instance, tmp_path):
-    """No retries: the crash fails the trial; ``--resume`` (``run_stage(resume=True)``, Tune's
+    """No retries: the crash fails the trial; ``--resume`` (``run_experiment(resume=True)``, Tune's
     restore of errored trials) finishes it from its checkpoint."""
     config = tiny_config(max_failures=0)
-    failed, trial_id = run_trial("attack", config, tmp_path)
+    failed, log = run_trial("attack", config, tmp_path)
     assert failed.error is not None and "injected crash" in str(failed.error)
     resumed, _ = run_trial("attack", config, tmp_path, resume=True)
     assert resumed.error is None, resumed.error
-    checkpointed, after = first_record_after_the_crash(records(tmp_path, "attack", trial_id),
-                                                       "global_step")
+    checkpointed, after = first_record_after_the_crash(reports(log), "global_step")
     assert after["global_step"] > checkpointed["global_step"], (checkpointed, after)
 
 
@@ -177,13 +183,12 @@ def test_a_resume_whose_tune_state_is_cut_goes_on_from_the_trials_checkpoints(
     which finished). --resume then runs the experiment again, each trial from its newest intact
     checkpoint, rather than stopping with a traceback."""
     config = tiny_config(max_failures=0)
-    failed, trial_id = run_trial(kind, config, tmp_path)
+    failed, log = run_trial(kind, config, tmp_path)
     assert failed.error is not None
     for state in (tmp_path / kind).glob("experiment_state-*.json"):
         state.write_text(state.read_text()[:100])
     resumed, _ = run_trial(kind, config, tmp_path, resume=True)
     assert resumed.error is None, resumed.error
     assert "cannot be restored" in capsys.readouterr().out
-    checkpointed, after = first_record_after_the_crash(records(tmp_path, kind, trial_id),
-                                                       STEP[kind])
+    checkpointed, after = first_record_after_the_crash(reports(log), STEP[kind])
     assert after[STEP[kind]] > checkpointed[STEP[kind]], (checkpointed, after)

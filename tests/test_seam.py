@@ -3,6 +3,8 @@ built and parsed in one place."""
 
 from __future__ import annotations
 
+import pytest
+
 import subprocess
 import sys
 
@@ -12,6 +14,7 @@ from trainables import metric_keys as keys
 from trainables.evaluation import evaluate
 
 
+@pytest.mark.slow
 def test_the_config_loads_without_torch_pandas_or_audio_libraries():
     """The CLI rejects a bad key before any heavy import: the driver's config and every
     worker-side settings class it composes import none of them."""

@@ -2,6 +2,7 @@ import hashlib
 import os
 
 import numpy as np
+import pytest
 import soundfile
 
 from tests.helpers import TINY_SPEC
@@ -47,6 +48,7 @@ def test_emotions_differ_in_pitch_and_loudness(tmp_path):
     assert np.mean(loud["anger"]) > 2 * np.mean(loud["sadness"])
 
 
+@pytest.mark.slow
 def test_a_dead_generation_leaves_no_temporary_corpus_behind(tmp_path):
     """A run stopped mid-generation left its temporary folder (tens of MB) for ever; the next
     start removes it, and leaves those of live processes and of other hosts alone."""

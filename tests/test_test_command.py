@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import os
 import re
 import shlex
@@ -26,6 +28,7 @@ def test_ci_runs_the_readme_test_command_word_for_word():
     assert commands[-1] == readme_test_command() == "pytest"
 
 
+@pytest.mark.slow
 def test_the_readme_test_command_collects_every_test_module():
     """Plain ``pytest`` (the console script, not ``python -m pytest``, which would put the
     current folder on sys.path) collects the suite without an error."""

@@ -20,9 +20,9 @@ import torch
 from torch import nn
 
 from trainables.data.settings import FeatureSettings
+from trainables.trial_folder import SNR_FILE
 
 # In a finished attack trial's folder: the WAV pairs and their SNRs (copied into the results).
-AUDIO_FOLDER, SNR_FILE = "audio", "snr.json"
 
 
 @dataclass(frozen=True)
@@ -101,3 +101,12 @@ def write_examples(examples: list[Example], folder: Path, sample_rate: int) -> N
     rows = [{"utterance": e.name, "snr_db_features": round(e.snr_db_features, 3),
              "snr_db_waveform": round(e.snr_db_waveform, 3)} for e in examples]
     (folder / SNR_FILE).write_text(json.dumps(rows, indent=2) + "\n")
+
+
+def log_examples(writer, examples: list[Example], step: int, sample_rate: int) -> None:
+    """Each example's clean and adversarial waveform as TensorBoard audio (``writer``: a
+    ``SummaryWriter``), under ``audio/<utterance>/clean`` and ``.../adversarial``."""
+    for example in examples:
+        for kind, wave in zip(("clean", "adversarial"), example.scaled()):
+            writer.add_audio(f"audio/{example.name}/{kind}", torch.from_numpy(wave), step,
+                             sample_rate=sample_rate)

@@ -1,4 +1,4 @@
-"""``trainables.features.log_mel``, a public name (DESIGN.md section 6); the feature code lives
+"""``trainables.features.log_mel``, a public name (DESIGN.md, "Contracts"); the feature code lives
 in ``trainables.data.features``."""
 
 from trainables.data.features import log_mel

@@ -12,8 +12,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-# Figure 2's data, kept in a finished attack trial's folder for the report.
-FIGURE_FILE = "figure2.npz"
 
 
 def figure2(real: np.ndarray, perturbation: np.ndarray, label: str,
@@ -45,9 +43,28 @@ def figure_to_array(fig: plt.Figure) -> np.ndarray:
     return image
 
 
+def figure_inputs(attacker, defences: Mapping, x, label: int, classes: list[str],
+                  amp: bool) -> dict:
+    """``figure2``'s arguments for one utterance ``x`` ``(1, T, F)`` (a tensor) of class index
+    ``label``: the attacker's perturbation and each defence's prediction on the real and the
+    adversarial input, computed as they train (bf16 autocast with ``amp``)."""
+    import torch  # only the trainables draw from models; the report reads saved data
+
+    attacker.eval()
+    with torch.no_grad(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+        eta = attacker(x[None])
+        predictions = {name: (classes[int(m(x[None]).argmax())],
+                              classes[int(m(x[None] + eta).argmax())])
+                       for name, m in defences.items()}
+    attacker.train()
+    return {"real": x[0].float().cpu().numpy(), "perturbation": eta[0, 0].float().cpu().numpy(),
+            "label": classes[label], "predictions": predictions}
+
+
 def save_figure_data(path, real: np.ndarray, perturbation: np.ndarray, label: str,
                      predictions: Mapping[str, tuple[str, str]]) -> None:
-    """Write ``figure2``'s arguments to ``path`` (``FIGURE_FILE``), read by ``load_figure_data``."""
+    """Write ``figure2``'s arguments to ``path`` (``trial_folder.FIGURE_FILE``), read by
+    ``load_figure_data``."""
     with open(path, "wb") as handle:  # a handle: np.savez would add ".npz" to a bare name
         np.savez(handle, real=real, perturbation=perturbation, label=label,
                  predictions=json.dumps(predictions))

@@ -21,6 +21,8 @@ TRAIN, CHECKPOINT, STAGE = "train", "checkpoint", "stage"
 # Mean adversarial dev UAR over the defences attacked so far: what ASHA minimises.
 SCORE = "score"
 STEP = "global_step"
+# Stages done when a stage report was made, counted from 1 as the console counts.
+STAGES_DONE = "stage"
 
 
 @dataclass(frozen=True)
@@ -46,8 +48,19 @@ def perturbation(split: str, metric: str) -> str:
 
 
 def confusion(defence: str, split: str) -> str:
-    """The key of a defence's confusion matrix on a split (in a stage report's ``confusion``)."""
-    return f"{defence}/{split}"
+    """``cnn4/dev/confusion``: a defence's confusion matrix on a split (a stage record's
+    ``confusion``, a column of ``trials.parquet``)."""
+    return f"{defence}/{split}/confusion"
+
+
+def table_column(defence: str, split: str) -> str:
+    """``cnn4_dev``: a defence's column in Table 1 and ``lambda_sweep.csv`` (UAR in percent)."""
+    return f"{defence}_{split}"
+
+
+def size_column(metric: str, split: str) -> str:
+    """``snr_db_test``: a perturbation metric's column in ``perturbation.csv``."""
+    return f"{metric}_{split}"
 
 
 def parse(key: str) -> MetricKey | None:

@@ -15,27 +15,27 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from trainables.data.settings import FeatureSettings
+from trainables.models import MODELS, names
+from trainables.registry import check_name
+from trainables.regularisers import NONE, REGULARISERS
 from trainables.validation import positive, within
-
-DefenceModel = Literal["cnn4", "vgg16", "resnet50", "crnn"]
-DEFENCE_LABELS = {"cnn4": "CNN-4", "vgg16": "VGG-16", "resnet50": "ResNet-50", "crnn": "CRNN"}
-RegulariserName = Literal["ewc", "online_ewc", "si", "mas"]
 
 
 @dataclass(frozen=True)
 class DefenceSpec:
     """One target model: its architecture and the name it has in tables."""
 
-    model: DefenceModel
+    model: str  # a defence of the model registry (``trainables.models``)
     label: str = ""
     width: float = 1.0  # channel multiplier; 1.0 is the paper's size
     # Trained and evaluated like the others, never attacked: true black-box transfer.
     held_out: bool = False
 
     def __post_init__(self) -> None:
+        check_name("model", self.model, names("defence"))
         positive("width", self.width)
         if not self.label:
-            object.__setattr__(self, "label", DEFENCE_LABELS[self.model])
+            object.__setattr__(self, "label", MODELS[self.model].label)
 
 
 @dataclass(frozen=True)
@@ -56,9 +56,9 @@ class DefenceTrainingSettings:
 
 @dataclass(frozen=True)
 class AttackSettings:
-    """The attacker and its schedule (DESIGN.md section 2)."""
+    """The attacker and its schedule (DESIGN.md, "The method")."""
 
-    model: Literal["atrous"] = "atrous"
+    model: str = "atrous"  # an attacker of the model registry
     width: float = 1.0
     # The perturbation the attacker starts from (its last batch norm's bias is logit(eta_init));
     # PyTorch's default, 0.5, leaves a floor the paper's schedule cannot train away.
@@ -86,6 +86,7 @@ class AttackSettings:
     eval_batch_size: int = 256
 
     def __post_init__(self) -> None:
+        check_name("model", self.model, names("attacker"))
         positive("width", self.width)
         within("alpha", self.alpha, 0, 1)
         within("eta_init", self.eta_init, 0, 1, open_low=True, open_high=True)
@@ -104,7 +105,7 @@ class AttackSettings:
 class LifelongSettings:
     """The lifelong strategy's regulariser (EWC by default, as in the paper)."""
 
-    regulariser: RegulariserName = "ewc"
+    regulariser: str = "ewc"  # a regulariser of the registry (``trainables.regularisers``)
     # per_sample: mean of squared per-sample gradients (the textbook Fisher, the default);
     # minibatch: squared minibatch gradients, as the paper's released code does.
     fisher: Literal["per_sample", "minibatch"] = "per_sample"
@@ -113,6 +114,7 @@ class LifelongSettings:
     decay: float = 1.0  # online_ewc: the old Fisher's weight at each new stage
 
     def __post_init__(self) -> None:
+        check_name("regulariser", self.regulariser, [n for n in REGULARISERS if n != NONE])
         positive("fisher_samples", self.fisher_samples)
         positive("fisher_batch_size", self.fisher_batch_size)
         within("decay", self.decay, 0, 1)

@@ -47,7 +47,8 @@ class LoopCallbacks:
     """Hooks for the caller (a Ray trainable, a script, a test); every one is optional.
 
     ``on_log(metrics)`` at logging points; ``on_step(loop)`` after each step (checkpoints);
-    ``on_stage_end(stage_index, loop)`` after a stage and its regulariser update.
+    ``on_stage_end(stages_done, loop)`` after a stage and its regulariser update (counted
+    from 1: 1 after the first stage).
     """
 
     on_log: Callable[[dict], None] | None = None
@@ -149,7 +150,7 @@ class StageLoop:
             return
         loss, penalty = torch.stack(self._pending).mean(dim=0).tolist()
         self._pending = []
-        on_log({"stage": self.stage_index, "iteration": self.iteration,
+        on_log({"stage": self.stage_index + 1, "iteration": self.iteration,
                 "global_step": self.global_step, "attack_loss": loss, "penalty": penalty,
                 "total_loss": loss + penalty, "lr": self.lr_at(self.iteration - 1)})
 
@@ -179,7 +180,7 @@ class StageLoop:
             self.optimiser = self._new_optimiser()
             self.attacker.train()
             if callbacks.on_stage_end:
-                callbacks.on_stage_end(self.stage_index - 1, self)
+                callbacks.on_stage_end(self.stage_index, self)
 
     def state_dict(self) -> dict:
         """Everything needed to continue exactly: weights, optimiser, regulariser, position,

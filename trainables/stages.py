@@ -32,10 +32,11 @@ class Plan:
     regulariser: str = "none"
     attacker: str = "atrous"
 
-    def trained_after(self, stage: int) -> tuple[str, ...]:
-        """The defences attacked in stages ``0..stage``, in training order, each once: what the
-        attacker has been trained on when stage ``stage`` ends (its Table-1 row's defences)."""
-        return tuple(dict.fromkeys(d for s in self.stages[: stage + 1] for d in s.defences))
+    def trained_after(self, stages_done: int) -> tuple[str, ...]:
+        """The defences attacked in the first ``stages_done`` stages (counted from 1), in
+        training order, each once: what the attacker has been trained on then (its Table-1
+        row's defences)."""
+        return tuple(dict.fromkeys(d for s in self.stages[:stages_done] for d in s.defences))
 
 
 def single_task(defence: str, iterations: int) -> Plan:

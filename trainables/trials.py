@@ -33,8 +33,8 @@ class DefenceTrial:
 
     id: str
     defence: str  # the key under ``defences`` in the config
-    seed: int  # its training seed
-    grid_seed: int  # the grid seed whose attack trials attack it
+    seed: int  # the grid seed, as for an attack trial: the attack trials of that seed attack it
+    training_seed: int  # what its weights' initialisation and sampling are drawn from
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,8 @@ class AttackTrial:
         first = self.plan.stages[0]
         return self.seed, self.plan.attacker, first.defences, first.iterations
 
-    def rows(self) -> list[tuple[str, tuple[str, ...]]]:
-        """(method, defences in training order) of each Table-1 row this trial yields, by stage:
-        ``rows()[k]`` is the row reported after stage ``k``."""
-        return [(self.strategy, self.plan.trained_after(k)) for k in range(len(self.plan.stages))]
+    def rows(self) -> dict[int, tuple[str, tuple[str, ...]]]:
+        """(method, defences in training order) of each Table-1 row this trial yields, by the
+        stages done when it is reported (from 1): ``rows()[2]`` is the row after stage 2."""
+        return {k: (self.strategy, self.plan.trained_after(k))
+                for k in range(1, len(self.plan.stages) + 1)}

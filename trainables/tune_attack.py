@@ -1,73 +1,62 @@
-"""The Ray Tune trainable that trains one attacker through its plan's stages, and the reader of
-its checkpoints that the driver needs."""
+"""The Ray Tune trainable that trains one attacker through its plan's stages."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import replace
+import logging
 
 import numpy as np
+import ray
 import torch
 from ray import tune
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
 from trainables import metric_keys as keys
-from trainables.audio_export import AUDIO_FOLDER, adversarial_examples, write_examples
+from trainables.audio_export import adversarial_examples, log_examples, write_examples
+from trainables.builders import attack_settings_for, build_attacker, build_defence
 from trainables.device import Runtime, place, runtime
-from trainables.errors import DamagedFile
 from trainables.evaluation import Split, evaluate
-from trainables.figures import FIGURE_FILE, figure2, figure_to_array, save_figure_data
-from trainables.models import build
+from trainables.figures import figure2, figure_inputs, figure_to_array, save_figure_data
 from trainables.regularisers import build_regulariser
-from trainables.settings import AttackSettings, TrialSettings
+from trainables.settings import TrialSettings
 from trainables.stage_loop import LoopCallbacks, LoopSettings, StageLoop
+from trainables.stage_record import StageRecord
+from trainables.trial_folder import AUDIO_FOLDER, FIGURE_FILE, record_path
 from trainables.trials import AttackTrial, TrialData
-from trainables.tune_io import (load_checkpoint, publish, report, restore, split_tensors,
-                                trial_dir)
+from trainables.tune_io import final_stage_state, publish, report, restore, split_tensors, trial_dir
 
-def train_attack_trial(config: dict, data: TrialData, defence_weights: dict,
-                       settings: TrialSettings, trials: dict[str, AttackTrial],
-                       first_stages: dict | None = None,
-                       resume_from: dict[str, str] | None = None) -> None:
+log = logging.getLogger(__name__)
+
+
+def train_attack_trial(config: dict, data: TrialData, defences: dict, settings: TrialSettings,
+                       trials: dict[str, AttackTrial], first_stages: dict | None = None,
+                       resume_from: dict | None = None) -> None:
     """``config["trial"]``: the id of this trial's spec in ``trials``; ``data``: the run's
-    features (from the object store); ``defence_weights``: by grid seed, each defence's trained ``state_dict``
-    (a trial attacks the defences of its own seed); ``first_stages``: final states of one-stage
-    trials by id (``final_stage_state``), for a trial that ``starts_from`` one of them;
-    ``resume_from``: checkpoint folders by trial id, for an experiment run again after its saved
-    state could not be restored.
+    features (from the object store); ``defences``: by grid seed, a reference in the object
+    store to that seed's defences' weights (a trial fetches its own seed's only);
+    ``first_stages``: by trial id, the final checkpoint of a one-stage trial, for a trial that
+    ``starts_from`` it; ``resume_from``: by trial id, a checkpoint to continue from when Tune
+    has none (an experiment run again after its saved state could not be restored).
 
     Reports training losses every ``log_every`` iterations, checkpoints every
-    ``checkpoint_every``, and the full evaluation of every defence after each stage."""
+    ``checkpoint_every``, and after each stage the evaluation of every defence, as a stage
+    record (``trainables.stage_record``) and to Tune."""
     trial = trials[config["trial"]]
     rt = runtime(settings.performance, settings.attack_cpus)
-    defences = _defences(settings, defence_weights[trial.seed], len(data.classes), rt)
+    models = _defences(settings, ray.get(defences[trial.seed]), len(data.classes), rt)
     splits = {s: split_tensors(data, s, rt) for s in ("train", *keys.SPLITS)}
-    loop = _stage_loop(trial, settings, rt, defences, splits["train"])
+    loop = _stage_loop(trial, settings, rt, models, splits["train"])
     _start(loop, trial, first_stages or {}, (resume_from or {}).get(trial.id))
-    stage_reports = StageReports(trial, settings, rt, defences, splits, data)
+    stage_reports = StageReports(trial, settings, rt, models, splits, data)
     loop.run(stage_reports.callbacks())
     stage_reports.close()
-
-
-def final_stage_state(checkpoint: tune.Checkpoint) -> dict | None:
-    """What a trial that ``starts_from`` this one needs of its last checkpoint (the weights and
-    the sampler), or ``None`` when the checkpoint is not the end of a finished one-stage plan."""
-    try:
-        state = load_checkpoint(checkpoint)
-    except DamagedFile as error:  # the trials that start from it train their first stage
-        print(f"{error}: not continuing from it", flush=True)
-        return None
-    if int(state["iteration"]) != 0 or int(state["stage_index"]) < 1:
-        return None
-    return {k: state[k] for k in ("attacker", "generator", "stage_index", "iteration")}
 
 
 def _defences(settings: TrialSettings, weights: dict, num_classes: int, rt: Runtime
               ) -> dict[str, nn.Module]:
     defences = {}
     for name, spec in settings.defences.items():
-        model = build(spec.model, num_classes=num_classes, width=spec.width)
+        model = build_defence(spec, num_classes)
         model.load_state_dict(weights[name])
         defences[name] = place(model, rt).eval()
     return defences
@@ -75,11 +64,10 @@ def _defences(settings: TrialSettings, weights: dict, num_classes: int, rt: Runt
 
 def _stage_loop(trial: AttackTrial, settings: TrialSettings, rt: Runtime,
                 defences: dict[str, nn.Module], train: Split) -> StageLoop:
-    attack, lifelong = settings.attack, settings.lifelong
-    if trial.plan.attacker == "universal":
-        attack = replace(attack, lr=attack.universal_lr)
+    attack = attack_settings_for(trial.plan.attacker, settings.attack)
+    lifelong = settings.lifelong
     torch.manual_seed(trial.seed)
-    attacker = place(attacker_for(trial.plan.attacker, attack, tuple(train[0].shape[1:])), rt)
+    attacker = place(build_attacker(trial.plan.attacker, attack, tuple(train[0].shape[1:])), rt)
     regulariser = build_regulariser(trial.regulariser, trial.lam or 0.0, fisher=lifelong.fisher,
                                     decay=lifelong.decay)
     loop_settings = LoopSettings(attack, lifelong, seed=trial.seed, amp=rt.amp,
@@ -88,26 +76,21 @@ def _stage_loop(trial: AttackTrial, settings: TrialSettings, rt: Runtime,
                      *train, loop_settings)
 
 
-def attacker_for(model: str, attack: AttackSettings, input_shape: tuple[int, ...]) -> nn.Module:
-    """A plan's attacker: the atrous network (``attack.model``, its width) or the universal
-    perturbation of the inputs' shape, both starting at ``attack.eta_init``."""
-    if model == "universal":
-        return build("universal", input_shape=input_shape, eta_init=attack.eta_init)
-    return build(model, width=attack.width, eta_init=attack.eta_init)
-
-
-def _start(loop: StageLoop, trial: AttackTrial, first_stages: dict[str, dict],
-           fallback: str | None) -> None:
+def _start(loop: StageLoop, trial: AttackTrial, first_stages: dict[str, tune.Checkpoint],
+           fallback: tune.Checkpoint | None) -> None:
     """Continue from the trial's checkpoint (a retry or ``--resume``, else ``fallback``), else
     from the final state of the trial it ``starts_from``, else from scratch."""
     state = restore(fallback)
     if state is not None:
         loop.load_state_dict(state)
-    elif trial.starts_from in first_stages:
-        loop.start_after_first_stage(first_stages[trial.starts_from])
+        return
+    first = final_stage_state(first_stages[trial.starts_from]) \
+        if trial.starts_from in first_stages else None
+    if first is not None:
+        loop.start_after_first_stage(first)
     elif trial.starts_from:
-        print(f"{trial.id}: {trial.starts_from} left no final state; training the first "
-              "stage here", flush=True)
+        log.info(f"{trial.id}: {trial.starts_from} left no usable final state; training the "
+                 "first stage here")
 
 
 class StageReports:
@@ -136,10 +119,10 @@ class StageReports:
 
     def on_step(self, loop: StageLoop) -> None:
         if loop.global_step % self.settings.attack.checkpoint_every == 0:
-            report({keys.KIND: keys.CHECKPOINT, "stage": loop.stage_index,
-                    keys.STEP: loop.global_step, keys.SCORE: self.score}, loop.state_dict())
+            report({keys.KIND: keys.CHECKPOINT, keys.STEP: loop.global_step,
+                    keys.SCORE: self.score}, loop.state_dict())
 
-    def on_stage_end(self, stage: int, loop: StageLoop) -> None:
+    def on_stage_end(self, stages_done: int, loop: StageLoop) -> None:
         metrics = evaluate(loop.attacker, self.defences, self.evaluated,
                            self.settings.attack.eval_batch_size, self.clean_predictions,
                            amp=self.rt.amp, noise_seed=self.trial.seed)
@@ -147,22 +130,26 @@ class StageReports:
         step = loop.global_step
         for key, value in metrics.items():
             self.writer.add_scalar(f"eval/{key}", value, step)
-        trained = self.trial.plan.trained_after(stage)
+        trained = self.trial.plan.trained_after(stages_done)
         self.score = float(np.mean([metrics[keys.uar(d, "dev")] for d in trained]))
-        figure = _figure_data(loop.attacker, self.defences, *self.figure_input, self.classes,
-                              self.rt.amp)
+        figure = figure_inputs(loop.attacker, self.defences, *self.figure_input, self.classes,
+                               self.rt.amp)
         self.writer.add_image("figure2", figure_to_array(figure2(**figure)), step,
                               dataformats="HWC")
         self.writer.flush()
-        if loop.finished:  # whole: the reporter reads it, a killed worker must not cut it
+        record = StageRecord(trial_id=self.trial.id, stage=stages_done, global_step=step,
+                             defences=trained, finished=loop.finished,
+                             classes=tuple(self.classes), metrics=metrics, confusion=confusion)
+        # Whole, and before the checkpoint whose sync carries it to the storage: the report
+        # reads it, and a killed worker must not leave it cut.
+        publish(record.save, record_path(record.stage))
+        if loop.finished:
             publish(lambda path: save_figure_data(path, **figure), FIGURE_FILE)
             self.listen(loop.attacker, step)
-        report({**metrics, keys.SCORE: self.score, keys.KIND: keys.STAGE, "stage": stage,
-                keys.STEP: step, "trained_defences": " + ".join(trained),
-                "confusion": json.dumps(confusion),
-                # JSON text, as TensorBoard's logger takes only numbers and strings
-                "classes": json.dumps(list(self.classes)),
-                "finished": loop.finished}, loop.state_dict())
+        # Tune gets the numbers its scheduler, the progress lines and TensorBoard use.
+        report({**metrics, keys.SCORE: self.score, keys.KIND: keys.STAGE,
+                keys.STAGES_DONE: record.stage, keys.STEP: step, "finished": loop.finished},
+               loop.state_dict())
 
     def listen(self, attacker: nn.Module, step: int) -> None:
         """The audio examples of the finished attacker: WAV files and TensorBoard audio."""
@@ -176,24 +163,7 @@ class StageReports:
             self.rt.amp)
         publish(lambda folder: write_examples(examples, folder, features.sample_rate),
                 AUDIO_FOLDER)
-        for example in examples:
-            for kind, wave in zip(("clean", "adversarial"), example.scaled()):
-                self.writer.add_audio(f"audio/{example.name}/{kind}", torch.from_numpy(wave),
-                                      step, sample_rate=features.sample_rate)
+        log_examples(self.writer, examples, step, features.sample_rate)
 
     def close(self) -> None:
         self.writer.close()
-
-
-def _figure_data(attacker: nn.Module, defences: dict[str, nn.Module], x: torch.Tensor,
-                 label: int, classes: list[str], amp: bool) -> dict:
-    attacker.eval()
-    with torch.no_grad(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
-        eta = attacker(x[None])
-        predictions = {name: (classes[int(m(x[None]).argmax())],
-                              classes[int(m(x[None] + eta).argmax())])
-                       for name, m in defences.items()}
-    attacker.train()
-    return {"real": x[0].float().cpu().numpy(), "perturbation": eta[0, 0].float().cpu().numpy(),
-            "label": classes[label], "predictions": predictions}
-

@@ -24,12 +24,12 @@ def train_defence_trial(config: dict, data: TrialData, settings: TrialSettings,
     end the clean UAR of the selected weights (``clean_uar``) with them in the checkpoint."""
     trial = trials[config["trial"]]
     rt = runtime(settings.performance, settings.defence_cpus)
-    torch.manual_seed(trial.seed)
+    torch.manual_seed(trial.training_seed)
     spec = settings.defences[trial.defence]
     model = place(build(spec.model, num_classes=len(data.classes), width=spec.width), rt)
     splits = {s: split_tensors(data, s, rt) for s in ("train", *keys.SPLITS)}
     trainer = DefenceTrainer(model, splits["train"], splits["dev"], settings.defence_training,
-                             seed=trial.seed, amp=rt.amp)
+                             seed=trial.training_seed, amp=rt.amp)
     state = restore((resume_from or {}).get(trial.id))
     if state is not None:
         trainer.load_state_dict(state)
@@ -48,6 +48,7 @@ def trained_defence(checkpoint: tune.Checkpoint) -> dict:
 
 
 def clean_uar(metrics: dict, defence: str) -> dict[str, float]:
-    """``{"dev_uar": ..., "test_uar": ...}`` from a finished defence trial's last report."""
-    return {f"{split}_uar": metrics[keys.uar(defence, split, "clean_uar")]
-            for split in keys.SPLITS}
+    """The defence's clean UAR on dev and test (``cnn4/dev/clean_uar``, ...) from a finished
+    defence trial's last report."""
+    return {key: metrics[key] for key in (keys.uar(defence, split, "clean_uar")
+                                          for split in keys.SPLITS)}

@@ -24,6 +24,7 @@ STATE_FILE = "state.pt"
 # Ray logs a console line for every checkpoint a trial saves; the run's progress lines
 # (orchestrator.progress) say what matters.
 logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
+log = logging.getLogger(__name__)
 
 
 def report(metrics: dict, state: dict | None = None) -> None:
@@ -47,16 +48,14 @@ def load_checkpoint(checkpoint: tune.Checkpoint) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def restore(fallback: str | None = None) -> dict | None:
+def restore(fallback: tune.Checkpoint | None = None) -> dict | None:
     """The state of the trial's latest intact checkpoint (after a retry or ``--resume``), or
     ``None``. A damaged latest checkpoint (a worker killed while the disk was full, a stray
     write) is passed over for the one before it (Tune keeps two), with a line saying so;
     without any intact one the trial starts over rather than failing on every retry.
-    ``fallback``: a checkpoint folder to continue from when Tune gives none (an experiment whose
-    saved state could not be restored, see ``newest_intact_checkpoint``)."""
-    latest = tune.get_checkpoint()
-    if latest is None and fallback is not None:
-        latest = tune.Checkpoint(fallback)
+    ``fallback``: a checkpoint to continue from when Tune gives none (an experiment whose saved
+    state could not be restored, see ``newest_intact_checkpoint``)."""
+    latest = tune.get_checkpoint() or fallback
     if latest is None:
         return None
     candidates = [latest, *_older_checkpoints(latest)]
@@ -64,13 +63,30 @@ def restore(fallback: str | None = None) -> dict | None:
         try:
             state = load_checkpoint(checkpoint)
         except (DamagedFile, OSError) as error:
-            print(f"{error}; trying an older checkpoint", flush=True)
+            log.info(f"{error}; trying an older checkpoint")
             continue
         if checkpoint is not latest:
-            print(f"continuing from {checkpoint.path} instead", flush=True)
+            log.info(f"continuing from {checkpoint.path} instead")
         return state
-    print("no intact checkpoint: starting the trial over", flush=True)
+    log.info("no intact checkpoint: starting the trial over")
     return None
+
+
+def final_stage_state(checkpoint: tune.Checkpoint) -> dict | None:
+    """What a trial that ``starts_from`` a one-stage trial needs of that trial's final
+    checkpoint (the weights and the sampler), or ``None``, with a line saying why, when the
+    checkpoint is damaged or not the end of a finished one-stage plan: the trial then trains
+    its first stage itself."""
+    try:
+        state = load_checkpoint(checkpoint)
+    except (DamagedFile, OSError) as error:
+        log.info(f"{error}: not continuing from it")
+        return None
+    if int(state["iteration"]) != 0 or int(state["stage_index"]) < 1:
+        log.info(f"{checkpoint.path} is not the end of a finished first stage: not continuing "
+                 "from it")
+        return None
+    return {k: state[k] for k in ("attacker", "generator", "stage_index", "iteration")}
 
 
 def _checkpoint_folders(trial_folder: Path) -> list[Path]:
@@ -98,13 +114,15 @@ def trial_dir() -> Path:
 
 
 def publish(write: Callable[[Path], None], name: str) -> Path:
-    """Make ``name`` appear in the trial's folder whole: ``write(path)`` writes it (a file or a
-    folder) in a private temporary folder, then it is moved in. Tune copies the trial's folder
-    to the storage while the trial runs, and a temporary file that vanished between its listing
-    and its copy (an atomic write's rename) stopped that copy with a traceback."""
+    """Make ``name`` (a path inside the trial's folder) appear there whole: ``write(path)``
+    writes it (a file or a folder) in a private temporary folder, then it is moved in. Tune
+    copies the trial's folder to the storage while the trial runs, and a temporary file that
+    vanished between its listing and its copy (an atomic write's rename) stopped that copy with
+    a traceback."""
     target = trial_dir() / name
+    target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ser-publish-") as staging:
-        written = Path(staging) / name
+        written = Path(staging) / Path(name).name
         write(written)
         if target.is_dir():
             shutil.rmtree(target)  # a retried trial's earlier copy

@@ -5,6 +5,14 @@ from __future__ import annotations
 
 import sys
 
+from trainables.console import show_messages
+
+
+def setup() -> None:
+    """Everything below, in the order a worker needs it."""
+    show_messages()
+    quiet_shutdown()
+
 
 def quiet_shutdown() -> None:
     """Drop the one exception Python can only ignore at a worker's end, and print every other.

@@ -1,6 +1,6 @@
 """The data side: corpora, speaker splits, the synthetic corpus, audio, features and their cache.
 
-``scan_corpus`` (the public entry point, DESIGN.md section 6) is loaded on first use, so that
+``scan_corpus`` (the public entry point, DESIGN.md, "Contracts") is loaded on first use, so that
 importing the light settings (``trainables.data.settings``) does not pull in pandas.
 """
 

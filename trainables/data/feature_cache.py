@@ -8,6 +8,7 @@ other settings give another file, and nothing stale is ever read.
 
 from __future__ import annotations
 
+import logging
 import hashlib
 import json
 import os
@@ -28,6 +29,8 @@ from trainables.errors import DataError
 from trainables.data.features import band_statistics, log_mel
 from trainables.data.settings import FeatureSettings
 from trainables.data.splits import missing_classes, speaker_lists
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 
@@ -106,8 +109,7 @@ def build_feature_cache(df: pd.DataFrame, settings: FeatureSettings, cache_dir: 
         reason = damage(path)
         if reason is None:
             return path
-        print(f"feature cache {path} cannot be trusted ({reason}): computing it again",
-              file=sys.stderr, flush=True)
+        log.warning(f"feature cache {path} cannot be trusted ({reason}): computing it again")
 
     results = _compute(df["path"].tolist(), settings, workers or os.cpu_count() or 1, progress)
     bad = [(p, r) for p, r in zip(df["path"], results) if isinstance(r, str)]

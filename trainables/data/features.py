@@ -1,4 +1,4 @@
-"""The paper's log-Mel features (DESIGN.md section 2) and per-band standardisation."""
+"""The paper's log-Mel features (DESIGN.md, "The method") and per-band standardisation."""
 
 from __future__ import annotations
 

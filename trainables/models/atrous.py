@@ -19,10 +19,9 @@ import math
 import torch
 from torch import nn
 
-from trainables.models import register, scaled
+from trainables.models import scaled
 
 
-@register("atrous")
 class AtrousAttacker(nn.Module):
     def __init__(self, in_channels: int = 1, width: float = 1.0, eta_init: float = 0.01) -> None:
         super().__init__()

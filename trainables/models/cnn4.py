@@ -7,10 +7,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from trainables.models import register, scaled
+from trainables.models import scaled
 
 
-@register("cnn4")
 class CNN4(nn.Module):
     def __init__(self, in_channels: int = 1, num_classes: int = 7, width: float = 1.0) -> None:
         super().__init__()

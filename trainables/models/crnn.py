@@ -10,10 +10,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from trainables.models import register, scaled
+from trainables.models import scaled
 
 
-@register("crnn")
 class CRNN(nn.Module):
     def __init__(self, in_channels: int = 1, num_classes: int = 7, width: float = 1.0) -> None:
         super().__init__()

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from trainables.models import register, scaled
+from trainables.models import scaled
 
 
 class Bottleneck(nn.Module):
@@ -29,7 +29,6 @@ class Bottleneck(nn.Module):
         return F.relu(self.body(x) + self.shortcut(x))
 
 
-@register("resnet50")
 class ResNet50(nn.Module):
     def __init__(self, in_channels: int = 1, num_classes: int = 7, width: float = 1.0) -> None:
         super().__init__()

@@ -12,10 +12,7 @@ import math
 import torch
 from torch import nn
 
-from trainables.models import register
 
-
-@register("universal")
 class UniversalPerturbation(nn.Module):
     def __init__(self, input_shape: tuple[int, int, int], eta_init: float = 0.01) -> None:
         """``input_shape``: ``(channels, frames, bands)`` of the inputs it perturbs."""

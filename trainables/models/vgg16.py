@@ -8,12 +8,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from trainables.models import register, scaled
+from trainables.models import scaled
 
 BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
 
 
-@register("vgg16")
 class VGG16(nn.Module):
     def __init__(self, in_channels: int = 1, num_classes: int = 7, width: float = 1.0) -> None:
         super().__init__()

@@ -41,9 +41,14 @@ class Regulariser:
     optimiser step), ``stage_ended`` and ``penalty``."""
 
     name = "none"
-    # Whether ``after_step`` accumulates something along the training path (SI does): such a
-    # regulariser must see every step, so a trial using it cannot skip a shared first stage.
-    needs_path = False
+    @property
+    def needs_path(self) -> bool:
+        """Whether ``after_step`` accumulates something along the training path (SI does): such
+        a regulariser must see every step, so a trial using it cannot skip a shared first
+        stage. Declared in the registry, which the driver reads without torch."""
+        from trainables.regularisers import REGULARISERS
+
+        return REGULARISERS[self.name].needs_path
 
     def __init__(self, strength: float = 0.0) -> None:
         self.strength = strength

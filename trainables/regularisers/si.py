@@ -16,7 +16,6 @@ class SynapticIntelligence(AnchoredImportance):
     Negative path contributions are clipped to zero so the penalty stays a sum of squares."""
 
     name = "si"
-    needs_path = True
     _PATH_STATE = ("path", "previous", "stage_start")
 
     def __init__(self, strength: float, xi: float = 1e-3, **_: object) -> None:
