@@ -1,99 +1,317 @@
-"""``findings.md``: each of the paper's findings tested on this run's per-seed numbers.
+"""``findings.md``: each of the paper's claims tested on this run's per-seed numbers, with the
+paper's own effect beside it.
 
 Every finding is a paired comparison within each seed (the same split, the same defences), so
-that the seed-to-seed spread of the defences does not drown the effect. With three or more seeds
-a two-sided one-sample t-test on the per-seed differences decides: "holds" (p < 0.05, in the
-paper's direction), "does not hold" (p < 0.05, against it), else "inconclusive"; with fewer
-seeds it is "inconclusive (n seeds)" and the direction is still given. Effects are in UAR
-points on the test split (lambda is chosen on dev, in ``reporter.tables``); positive always
-means the paper's direction. The perturbation's SNR is given beside comparisons of two
-attacks: an attack that wins only by being louder is not more transferable.
+that the seed-to-seed spread of the defences does not drown the effect. Its *measure* is one
+function of a ``Source``: this run's records give one value per seed, the paper's Table 1
+(``orchestrator.paper``) one value, computed the same way ("paper +24.6, ours +21.6").
+
+With three or more seeds a two-sided one-sample t-test on the per-seed effects decides, its
+p-value corrected for testing every finding at once (Holm): "holds" (corrected p < 0.05, in the
+paper's direction), "does not hold" (against it), else "inconclusive", with the number of seeds
+that would decide it with 80 % power at the observed effect. A claim of *comparability* is an
+equivalence test instead (two one-sided tests against a margin of ``EQUIVALENCE_MARGIN``
+points). Effects are in UAR points on the test split (lambda chosen on dev, in
+``reporter.tables``); positive always means the paper's direction, and every effect has its 95 %
+confidence interval. The perturbation's SNR is given beside comparisons of two attacks: an
+attack that wins only by being louder is not more transferable.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from orchestrator.config import ExperimentConfig
+from orchestrator.paper import paper_table1
 from orchestrator.trial_table import trained_on
+from orchestrator.verdict import MIN_SEEDS, POWER, Verdict, holm
 from trainables import metric_keys as keys
 
-SIGNIFICANCE = 0.05
-MIN_SEEDS = 3
 LOUDER_DB = 1.0  # an SNR this much lower marks an attack as the louder of two
+EQUIVALENCE_MARGIN = 5.0  # UAR points: "comparable" means within this of each other
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """Per-seed effects (paper's direction positive) and what they say."""
+class Source:
+    """Test-split UAR in percent by seed for a Table-1 row (``method`` after training on
+    ``trained``, in order; lifelong at the lambda chosen on dev), and each defence's clean UAR:
+    from a run's records, or from the paper's table (one value, seed 0)."""
 
-    effects: np.ndarray
-    unit: str = "points"
+    def uar(self, method: str, trained: tuple[str, ...], defence: str,
+            kind: str = "adv_uar") -> pd.Series:
+        raise NotImplementedError
 
-    @property
-    def n(self) -> int:
-        return int(np.isfinite(self.effects).sum())
+    def clean(self, defence: str) -> pd.Series:
+        raise NotImplementedError
 
-    @property
-    def p_value(self) -> float:
-        finite = self.effects[np.isfinite(self.effects)]
-        if len(finite) < 2:
-            return float("nan")
-        if np.allclose(finite, finite[0]):  # no spread: certain, unless there is no effect
-            return 0.0 if finite[0] != 0 else 1.0
-        return float(stats.ttest_1samp(finite, 0.0).pvalue)
-
-    @property
-    def word(self) -> str:
-        if self.n == 0:
-            return "not testable in this run"
-        if self.n < MIN_SEEDS or not self.p_value < SIGNIFICANCE:
-            return f"inconclusive ({self.n} seed{'s' if self.n != 1 else ''})"
-        return "holds" if np.nanmean(self.effects) > 0 else "does not hold"
-
-    def describe(self) -> str:
-        """Effect size: mean difference in points, its spread, Cohen's d_z and p."""
-        if self.n == 0:
-            return "no paired data"
-        mean = float(np.nanmean(self.effects))
-        text = f"effect {mean:+.2f}" if not self.unit else f"effect {mean:+.1f} {self.unit}"
-        if self.n > 1:
-            sd = float(np.nanstd(self.effects, ddof=1))
-            text += f" (sd {sd:.1f}" + (f", d_z {mean / sd:+.2f}" if sd > 0 else "")
-            if np.isfinite(self.p_value):  # "p = 0.000" would claim an exact zero
-                text += f", p = {self.p_value:.3f}" if self.p_value >= 0.001 else ", p < 0.001"
-            text += f", {self.n} seeds)"
-        return text
+    def chosen_lambdas(self, sequence: str, trained: tuple[str, ...]) -> pd.Series:
+        """The lambda chosen on dev for a lifelong row, by seed."""
+        raise NotImplementedError
 
 
-def _per_seed(trials: pd.DataFrame, strategy: str, trained: Sequence[str], column: str,
-              lam: float | None = None, sequence: str | None = None) -> pd.Series:
-    """``column`` x 100 by seed for the records of ``strategy`` after training on ``trained``
-    (in order), optionally of one lambda and sequence."""
-    part = trials[(trials["strategy"] == strategy) & trained_on(trials, trained)]
-    if lam is not None:
-        part = part[part["lambda"].fillna(0.0) == lam]
-    if sequence is not None:
-        part = part[part["sequence"] == sequence]
-    if part.empty or column not in part:
-        return pd.Series(dtype=float)
-    return part.groupby("seed")[column].mean() * 100
+class RunSource(Source):
+    """A run's stage records (one row per trial and stage, UAR in [0, 1]), Table 1 (for the
+    lambda chosen on dev) and its defences' clean UAR by grid seed (``defences.json``)."""
+
+    def __init__(self, config: ExperimentConfig, trials: pd.DataFrame, table: pd.DataFrame,
+                 defences: dict) -> None:
+        self.config, self.table, self.defences = config, table, defences
+        self.trials = trials[trials["stage"] >= 1]  # a stage recorded before a failure counts
+
+    def _label(self, trained: Iterable[str]) -> str:
+        return " + ".join(self.config.defences[d].label for d in trained)
+
+    def _records(self, method: str, trained: tuple[str, ...]) -> pd.DataFrame:
+        part = self.trials[(self.trials["strategy"] == method) & trained_on(self.trials, trained)]
+        if method == "lifelong":
+            rows = self.table[(self.table["method"] == "lifelong")
+                              & (self.table["defences"] == self._label(trained))]
+            if rows.empty or pd.isna(rows["lambda"].iloc[0]):
+                return part.iloc[0:0]
+            part = part[part["lambda"] == float(rows["lambda"].iloc[0])]
+        return part
+
+    def uar(self, method, trained, defence, kind="adv_uar"):
+        part = self._records(method, tuple(trained))
+        column = keys.uar(defence, "test", kind)
+        if part.empty or column not in part:
+            return pd.Series(dtype=float)
+        return part.groupby("seed")[column].mean() * 100
+
+    def clean(self, defence):
+        seeds = self.defences.get(defence, {})
+        metric = keys.uar(defence, "test", "clean_uar")
+        return pd.Series({int(s): m[metric] * 100 for s, m in seeds.items()}, dtype=float)
+
+    def chosen_lambdas(self, sequence, trained):
+        part = self.trials[(self.trials["strategy"] == "lifelong")
+                           & (self.trials["sequence"] == sequence)
+                           & trained_on(self.trials, trained)]
+        if part.empty:
+            return pd.Series(dtype=float)
+        dev = [keys.uar(d, "dev") for d in trained]
+        scores = part.assign(score=part[dev].mean(axis=1))
+        # As in Table 1: the lowest mean adversarial dev UAR, the smaller lambda on a tie.
+        best = scores.sort_values(["seed", "score", "lambda"]).groupby("seed").first()
+        return best["lambda"].astype(float)
+
+    def sweep(self, sequence: str, order: tuple[str, ...]) -> pd.DataFrame:
+        """Every lambda's record after the last stage of ``sequence``."""
+        return self.trials[(self.trials["strategy"] == "lifelong")
+                           & (self.trials["sequence"] == sequence)
+                           & trained_on(self.trials, order)]
+
+
+class PaperSource(Source):
+    """The paper's Table 1, read through the defences' labels of this run's config (its
+    ``CNN-4``, ``VGG-16``, ``ResNet-50``): one value, seed 0, where the paper has the row."""
+
+    def __init__(self, config: ExperimentConfig, table: pd.DataFrame | None = None) -> None:
+        self.config = config
+        self.table = paper_table1() if table is None else table
+
+    def _row(self, method: str, trained: tuple[str, ...]) -> pd.DataFrame:
+        label = " + ".join(self.config.defences[d].label for d in trained)
+        return self.table[(self.table["method"] == method) & (self.table["defences"] == label)]
+
+    def uar(self, method, trained, defence, kind="adv_uar"):
+        row = self._row(method, tuple(trained))
+        column = keys.table_column(defence, "test")
+        if kind != "adv_uar" or row.empty or column not in row or pd.isna(row[column].iloc[0]):
+            return pd.Series(dtype=float)
+        return pd.Series({0: float(row[column].iloc[0])})
+
+    def clean(self, defence):
+        return pd.Series(dtype=float)  # the paper prints no clean row
+
+    def chosen_lambdas(self, sequence, trained):
+        row = self._row("lifelong", tuple(trained))
+        if row.empty or pd.isna(row["lambda"].iloc[0]):
+            return pd.Series(dtype=float)
+        return pd.Series({0: float(row["lambda"].iloc[0])})
 
 
 def _mean_by_seed(series: Iterable[pd.Series]) -> pd.Series:
-    """Per-seed mean over several paired series (seeds present in all of them)."""
-    frame = pd.concat(list(series), axis=1)
-    return frame.dropna().mean(axis=1) if not frame.empty else pd.Series(dtype=float)
+    """Per-seed mean over several paired series (seeds present in all of them). A series
+    with no value at all is a row the source does not have (the paper prints no VGG-16
+    single-task row) and is left out, rather than emptying the mean."""
+    present = [s for s in series if not s.dropna().empty]
+    if not present:
+        return pd.Series(dtype=float)
+    return pd.concat(present, axis=1).dropna().mean(axis=1)
 
 
-def _chosen_lambda(table: pd.DataFrame, label: str) -> float | None:
-    rows = table[(table["method"] == "lifelong") & (table["defences"] == label)]
-    return None if rows.empty or pd.isna(rows["lambda"].iloc[0]) else float(rows["lambda"].iloc[0])
+@dataclass(frozen=True)
+class Finding:
+    """One claim: its number, its words, how it is measured (in words, and as a function of a
+    ``Source`` giving the per-seed effect), and whether it is an equivalence claim."""
+
+    number: str
+    claim: str
+    measure: str
+    effect: Callable[[Source], pd.Series]
+    unit: str = "points"
+    margin: float | None = None
+    note: Callable[[], str] = lambda: ""
+
+
+def paper_findings(config: ExperimentConfig) -> list[Finding]:
+    """The claims of the paper's section 4.3 that this config's grid can test."""
+    names = config.attacked_defences  # the paper's findings concern the attacked defences
+    sequences = config.grid.sequences
+    findings: list[Finding] = []
+
+    def single(d: str) -> tuple[str, ...]:
+        return (d,)
+
+    findings.append(Finding(
+        "0", "Each single-task attacker lowers its target more than noise of the same energy "
+             "(its own perturbation, positions shuffled)",
+        "noise-control UAR minus adversarial UAR on the attacked defence, mean over the "
+        "single-task attackers",
+        lambda s: _mean_by_seed(s.uar("single-task", single(d), d, "noise_uar")
+                                - s.uar("single-task", single(d), d) for d in names)))
+    findings.append(Finding(
+        "1", "Single-task attacks transfer poorly",
+        "the other defences' UAR minus the attacked one's, mean over the single-task attackers",
+        lambda s: _mean_by_seed(
+            _mean_by_seed(s.uar("single-task", single(d), o) for o in names if o != d)
+            - s.uar("single-task", single(d), d) for d in names)))
+
+    def multi_gain(s: Source) -> pd.Series:
+        gains = []
+        for order in sequences.values():
+            order = tuple(order)
+            transfer = _mean_by_seed(s.uar("transfer", order, d) for d in names)
+            lifelong = _mean_by_seed(s.uar("lifelong", order, d) for d in names)
+            multi = _multi_task_uar(s, order, names)
+            best_other = pd.concat([transfer, lifelong], axis=1).min(axis=1, skipna=True)
+            gains.append(best_other - multi)
+        return _mean_by_seed(gains)
+
+    findings.append(Finding(
+        "2", "Multi-task is the most transferable",
+        "the best sequential strategy's mean UAR over all defences minus multi-task's, after "
+        "every defence is trained on, mean over the sequences", multi_gain))
+
+    def forgetting(s: Source, sequence: str) -> pd.Series:
+        order = tuple(sequences[sequence])
+        first = order[0]
+        return s.uar("transfer", order, first) - s.uar("single-task", (first,), first)
+
+    findings.append(Finding(
+        "3", "Transfer forgets the first defence",
+        "the first defence's UAR after the last stage minus after the first (the single-task "
+        "attacker on it, which is transfer's first stage), mean over the sequences",
+        lambda s: _mean_by_seed(forgetting(s, q) for q in sequences)))
+    if {"clockwise", "counterclockwise"} <= set(sequences):
+        findings.append(Finding(
+            "3b", "... most in the clockwise order (CNN-4 first)",
+            "clockwise forgetting minus counterclockwise forgetting",
+            lambda s: forgetting(s, "clockwise") - forgetting(s, "counterclockwise")))
+    if "lifelong" in config.grid.strategies:
+        findings.append(Finding(
+            "4", "Lifelong forgets the first defence less than transfer",
+            "the first defence's UAR after the last stage, transfer minus lifelong (lambda "
+            "chosen on dev), mean over the sequences",
+            lambda s: _mean_by_seed(
+                s.uar("transfer", tuple(o), o[0]) - s.uar("lifelong", tuple(o), o[0])
+                for o in sequences.values())))
+        findings.append(Finding(
+            "5", "A larger lambda keeps more of the first defence (Figure 3)",
+            "minus the Spearman correlation of lambda with the first defence's UAR after the "
+            "last stage, by seed, mean over the sequences (+1: a perfect trend)",
+            lambda s: _lambda_trend(s, sequences), unit=""))
+        if {"clockwise", "counterclockwise"} <= set(sequences):
+            findings.append(Finding(
+                "5a", "The clockwise sequences need a larger lambda than the counterclockwise",
+                "log10 of the lambda chosen on dev, clockwise minus counterclockwise, by "
+                "sequence length (2 and 3 defences: each seed's own choice), mean over the "
+                "lengths", lambda s: _lambda_order(s, sequences), unit="decades"))
+    if {"clockwise", "counterclockwise"} <= set(sequences) and \
+            "single-task" in config.grid.strategies:
+        shallow, deep = sequences["clockwise"][0], sequences["counterclockwise"][0]
+        findings.append(Finding(
+            "5b", f"An attacker trained on a shallow defence ({config.defences[shallow].label}) "
+                  f"transfers better than one trained on a deep one "
+                  f"({config.defences[deep].label})",
+            f"how far the {config.defences[shallow].label} attacker lowers "
+            f"{config.defences[deep].label} below its clean UAR, minus how far the "
+            f"{config.defences[deep].label} attacker lowers {config.defences[shallow].label}",
+            lambda s: (s.clean(deep) - s.uar("single-task", (shallow,), deep))
+            - (s.clean(shallow) - s.uar("single-task", (deep,), shallow))))
+    if "lifelong" in config.grid.strategies and "transfer" in config.grid.strategies and \
+            {"clockwise", "counterclockwise"} <= set(sequences):
+        findings.append(Finding(
+            "5c", "Lifelong beats transfer on the clockwise sequences",
+            "transfer's mean UAR over all defences minus lifelong's, after 2 and after 3 "
+            "defences of the clockwise order, mean over the two",
+            lambda s: _transfer_minus_lifelong(s, sequences["clockwise"], names)))
+        findings.append(Finding(
+            "5d", "... and is comparable to it on the counterclockwise sequences",
+            "5c's measure on the counterclockwise order, tested for equivalence",
+            lambda s: _transfer_minus_lifelong(s, sequences["counterclockwise"], names),
+            margin=EQUIVALENCE_MARGIN))
+    return findings
+
+
+def _multi_task_uar(s: Source, order: tuple[str, ...], names: list[str]) -> pd.Series:
+    """Multi-task's mean UAR over ``names`` for the set of ``order`` (multi-task trains one
+    stage on the set, recorded in the grid's order of its first sequence)."""
+    for candidate in (order, *_permutations_seen(s, order)):
+        multi = _mean_by_seed(s.uar("multi-task", candidate, d) for d in names)
+        if not multi.empty:
+            return multi
+    return pd.Series(dtype=float)
+
+
+def _permutations_seen(s: Source, order: tuple[str, ...]) -> list[tuple[str, ...]]:
+    if isinstance(s, RunSource):
+        seen = s.trials.loc[s.trials["strategy"] == "multi-task", "defences"].map(tuple)
+        return [t for t in dict.fromkeys(seen) if set(t) == set(order) and t != order]
+    import itertools
+
+    return [p for p in itertools.permutations(order) if p != order]
+
+
+def _lambda_trend(s: Source, sequences: dict) -> pd.Series:
+    if not isinstance(s, RunSource):
+        return pd.Series(dtype=float)  # the paper's table has one lambda per row
+    trends = []
+    for sequence, order in sequences.items():
+        first = keys.uar(order[0], "test")
+        rhos = {}
+        for seed, part in s.sweep(sequence, tuple(order)).groupby("seed"):
+            if part["lambda"].nunique() < 2:
+                continue
+            # A UAR that does not move with lambda has no rank correlation (said without
+            # scipy's warning on the console).
+            rho = stats.spearmanr(part["lambda"], part[first]).statistic \
+                if part[first].nunique() >= 2 else np.nan
+            rhos[seed] = -rho if np.isfinite(rho) else np.nan
+        trends.append(pd.Series(rhos, dtype=float))
+    return _mean_by_seed(trends)
+
+
+def _lambda_order(s: Source, sequences: dict) -> pd.Series:
+    clockwise, counter = sequences["clockwise"], sequences["counterclockwise"]
+    lengths = range(2, min(len(clockwise), len(counter)) + 1)
+    return _mean_by_seed(
+        np.log10(s.chosen_lambdas("clockwise", tuple(clockwise[:k])))
+        - np.log10(s.chosen_lambdas("counterclockwise", tuple(counter[:k]))) for k in lengths)
+
+
+def _transfer_minus_lifelong(s: Source, order: list[str], names: list[str]) -> pd.Series:
+    """Transfer's mean UAR over ``names`` minus lifelong's, after each prefix of two or more
+    defences of ``order``, mean over the prefixes."""
+    return _mean_by_seed(
+        _mean_by_seed(s.uar("transfer", tuple(order[:k]), d) for d in names)
+        - _mean_by_seed(s.uar("lifelong", tuple(order[:k]), d) for d in names)
+        for k in range(2, len(order) + 1))
 
 
 def _snr(sizes: pd.DataFrame, method: str, label: str) -> float:
@@ -102,139 +320,87 @@ def _snr(sizes: pd.DataFrame, method: str, label: str) -> float:
     return float(rows[column].iloc[0]) if not rows.empty else float("nan")
 
 
-def _line(number: str, claim: str, verdict: Verdict, detail: str) -> str:
-    return f"{number}. {claim}: **{verdict.word}**, {verdict.describe()}. {detail}\n"
+def _paper_text(effects: pd.Series, unit: str) -> str:
+    finite = effects.dropna()
+    if finite.empty:
+        return "paper: not in its Table 1"
+    return f"paper {float(finite.iloc[0]):+.1f}" + (f" {unit}" if unit else "")
+
+
+def _line(finding: Finding, verdict: Verdict, paper: pd.Series, detail: str = "") -> str:
+    return (f"{finding.number}. {finding.claim}: **{verdict.word}**, {verdict.describe()}; "
+            f"{_paper_text(paper, finding.unit)}. Measured as {finding.measure}."
+            f"{' ' + detail if detail else ''}\n")
+
+
+def _snr_notes(config: ExperimentConfig, sizes: pd.DataFrame, table: pd.DataFrame) -> str:
+    """Finding 2's SNRs: multi-task's against the sequential strategies' on the full set."""
+    notes = []
+    label = {n: spec.label for n, spec in config.defences.items()}
+    multi_labels = set(table.loc[table["method"] == "multi-task", "defences"])
+    for sequence, order in config.grid.sequences.items():
+        full = " + ".join(label[d] for d in order)
+        multi = next((m for m in multi_labels if set(m.split(" + ")) == set(full.split(" + "))),
+                     None)
+        if multi is None:
+            continue
+        snr = {m: _snr(sizes, m, multi if m == "multi-task" else full)
+               for m in ("multi-task", "transfer", "lifelong")}
+        note = f"{sequence}: SNR " + ", ".join(f"{m} {v:.1f} dB" for m, v in snr.items())
+        if snr["multi-task"] < max(snr["transfer"], snr["lifelong"]) - LOUDER_DB:
+            note += (" (multi-task's perturbation is the louder one: a lower UAR bought with "
+                     "more energy is not evidence of transferability)")
+        notes.append(note)
+    return "; ".join(notes) + "." if notes else ""
 
 
 def findings(config: ExperimentConfig, trials: pd.DataFrame, table: pd.DataFrame,
-             sizes: pd.DataFrame) -> str:
+             sizes: pd.DataFrame, defences: dict | None = None) -> str:
     """The markdown text of ``findings.md`` from the per-trial records ``trials`` (one row per
-    trial and stage, UAR in [0, 1]), Table 1 (for the lambdas chosen on dev) and the
-    perturbation table."""
-    names = config.attacked_defences  # the paper's findings concern the attacked defences
-    label = {n: spec.label for n, spec in config.defences.items()}
-    # As in Table 1, a stage recorded before a trial failed still counts.
-    ok = trials[trials["stage"] >= 1]
+    trial and stage, UAR in [0, 1]), Table 1 (for the lambdas chosen on dev), the perturbation
+    table and the defences' clean UAR by grid seed (``defences.json``)."""
+    ours, paper = RunSource(config, trials, table, defences or {}), PaperSource(config)
+    claims = paper_findings(config)
+    verdicts = [Verdict(c.effect(ours).to_numpy(dtype=float), c.unit, c.margin)
+                for c in claims]
+    testable = [i for i, v in enumerate(verdicts) if v.n >= MIN_SEEDS]
+    adjusted = holm([verdicts[i].p_value for i in testable])
+    for i, p in zip(testable, adjusted):
+        verdicts[i] = replace(verdicts[i], p_adjusted=p)
     lines = ["# Findings of this run\n",
              "Each finding is a paired comparison within each seed, on the test split (lambda "
-             f"chosen on dev); positive effects are in the paper's direction. With {MIN_SEEDS} "
-             "or more seeds a t-test on the per-seed effects decides (p < 0.05); with fewer the "
-             "verdict is inconclusive and only the direction is shown.\n"]
-
-    def adv(d: str) -> str:
-        return keys.uar(d, "test")
-
-    # 0. The attacks beat noise of the same energy.
-    noise = _mean_by_seed(_per_seed(ok, "single-task", (d,), keys.uar(d, "test", "noise_uar"))
-                          - _per_seed(ok, "single-task", (d,), adv(d)) for d in names)
-    lines.append(_line("0", "Each single-task attacker lowers its target more than noise of the "
-                          "same energy (its own perturbation, positions shuffled)",
-                       Verdict(noise.to_numpy()), "Measured as noise-control UAR minus adversarial "
-                       "UAR on the attacked defence, mean over the single-task attackers."))
-
-    # 1. Single-task attacks transfer poorly.
-    gaps = _mean_by_seed(
-        _mean_by_seed(_per_seed(ok, "single-task", (d,), adv(o)) for o in names if o != d)
-        - _per_seed(ok, "single-task", (d,), adv(d)) for d in names)
-    lines.append(_line("1", "Single-task attacks transfer poorly", Verdict(gaps.to_numpy()),
-                       "Measured as the other defences' UAR minus the attacked one's, mean over the "
-                       "single-task attackers."))
-
-    # 2. Multi-task is the most transferable; 3. transfer forgets; 4. lifelong forgets less;
-    # 5. a larger lambda keeps more of the first defence.
-    multi_gain, forgetting, remembered, trend = [], {}, [], []
-    snr_notes = []
-    for sequence, order in config.grid.sequences.items():
-        full_label = " + ".join(label[d] for d in order)
-        everyone = _mean_by_seed(_per_seed(ok, "transfer", order, adv(d), sequence=sequence)
-                                 for d in names)
-        multi_trained = next((tuple(t) for t in ok.loc[ok["strategy"] == "multi-task",
-                                                       "defences"]
-                              if set(t) == set(order)), None)
-        lam = _chosen_lambda(table, full_label)
-        lifelong_all = _mean_by_seed(_per_seed(ok, "lifelong", order, adv(d), lam, sequence)
-                                     for d in names) if lam is not None else pd.Series(dtype=float)
-        if multi_trained is not None:
-            multi = _mean_by_seed(_per_seed(ok, "multi-task", multi_trained, adv(d))
-                                  for d in names)
-            best_other = pd.concat([everyone, lifelong_all], axis=1).min(axis=1, skipna=True)
-            multi_gain.append(best_other - multi)
-            multi_label = " + ".join(label[d] for d in multi_trained)
-            snr = {m: _snr(sizes, m, multi_label if m == "multi-task" else full_label)
-                   for m in ("multi-task", "transfer", "lifelong")}
-            note = f"{sequence}: SNR " + ", ".join(f"{m} {v:.1f} dB" for m, v in snr.items())
-            quietest_other = max(snr["transfer"], snr["lifelong"])
-            if snr["multi-task"] < quietest_other - LOUDER_DB:
-                note += (" (multi-task's perturbation is the louder one: a lower UAR bought "
-                         "with more energy is not evidence of transferability)")
-            snr_notes.append(note)
-        first = order[0]
-        after_first = _per_seed(ok, "transfer", (first,), adv(first), sequence=sequence)
-        after_all = _per_seed(ok, "transfer", order, adv(first), sequence=sequence)
-        forgetting[sequence] = after_all - after_first
-        if lam is not None:
-            remembered.append(after_all - _per_seed(ok, "lifelong", order, adv(first), lam,
-                                                    sequence))
-        sweep = ok[(ok["strategy"] == "lifelong") & (ok["sequence"] == sequence)
-                   & trained_on(ok, order)]
-        rhos = {}
-        for seed, part in sweep.groupby("seed"):
-            if part["lambda"].nunique() < 2:
-                continue
-            # A UAR that does not move with lambda has no rank correlation (said without
-            # scipy's warning on the console).
-            rho = stats.spearmanr(part["lambda"], part[adv(first)]).statistic \
-                if part[adv(first)].nunique() >= 2 else np.nan
-            rhos[seed] = -rho if np.isfinite(rho) else np.nan
-        trend.append(pd.Series(rhos, dtype=float))
-
-    lines.append(_line("2", "Multi-task is the most transferable",
-                       Verdict(_mean_by_seed(multi_gain).to_numpy() if multi_gain
-                               else np.array([])),
-                       "Measured as the best sequential strategy's mean UAR over all defences minus "
-                       "multi-task's, after every defence is trained on. "
-                       + ("; ".join(snr_notes) + "." if snr_notes else "")))
-    lines.append(_line("3", "Transfer forgets the first defence",
-                       Verdict(_mean_by_seed(forgetting.values()).to_numpy() if forgetting
-                               else np.array([])),
-                       "Measured as the first defence's UAR after the last stage minus after the "
-                       "first. " + "; ".join(f"{s}: {v.mean():+.1f}" for s, v in
-                                             forgetting.items() if len(v))
-                       + "."))
-    if {"clockwise", "counterclockwise"} <= set(forgetting):
-        order_effect = (forgetting["clockwise"] - forgetting["counterclockwise"]).dropna()
-        lines.append(_line("3b", "... most in the clockwise order (CNN-4 first)",
-                           Verdict(order_effect.to_numpy()), "Measured as clockwise forgetting "
-                           "minus counterclockwise forgetting."))
-    lines.append(_line("4", "Lifelong forgets the first defence less than transfer",
-                       Verdict(_mean_by_seed(remembered).to_numpy() if remembered
-                               else np.array([])),
-                       "Measured as the first defence's UAR after the last stage, transfer minus "
-                       "lifelong (lambda chosen on dev)."))
-    lines.append(_line("5", "A larger lambda keeps more of the first defence (Figure 3)",
-                       Verdict(_mean_by_seed(trend).to_numpy() if trend else np.array([]),
-                               unit=""),
-                       "Measured as minus the Spearman correlation of lambda with the first "
-                       "defence's UAR after the last stage (+1: a perfect trend)."))
-    lines += _beyond_the_paper(config, ok, table, sizes, names, label)
+             "chosen on dev); positive effects are in the paper's direction, each with its 95% "
+             f"confidence interval. With {MIN_SEEDS} or more seeds a t-test on the per-seed "
+             "effects decides, at p < 0.05 after Holm's correction for the "
+             f"{len(testable)} findings tested at once; a claim of comparability is two "
+             f"one-sided tests against +-{EQUIVALENCE_MARGIN:g} points. An inconclusive "
+             f"verdict gives the seeds that would decide it with {POWER:.0%} power if the "
+             "observed effect is the true one (before the correction). Beside each: the "
+             "paper's effect, computed the same way from its Table 1 (one draw, DEMoS).\n"]
+    for claim, verdict in zip(claims, verdicts):
+        detail = _snr_notes(config, sizes, table) if claim.number == "2" else ""
+        lines.append(_line(claim, verdict, claim.effect(paper), detail))
+    lines += _beyond_the_paper(config, ours, table, sizes)
     return "\n".join(lines)
 
 
-def _beyond_the_paper(config: ExperimentConfig, ok: pd.DataFrame, table: pd.DataFrame,
-                      sizes: pd.DataFrame, names: list[str], label: dict[str, str]) -> list[str]:
+def _beyond_the_paper(config: ExperimentConfig, ours: RunSource, table: pd.DataFrame,
+                      sizes: pd.DataFrame) -> list[str]:
     """6: what the input-dependent attacker buys over a universal perturbation; 7: which
     strategy transfers best to the held-out defences, which no stage ever attacked."""
+    names = config.attacked_defences
+    label = {n: spec.label for n, spec in config.defences.items()}
     lines = []
     if "universal" in config.grid.strategies:
-        gains = _mean_by_seed(_per_seed(ok, "universal", (d,), keys.uar(d, "test"))
-                              - _per_seed(ok, "single-task", (d,), keys.uar(d, "test"))
+        gains = _mean_by_seed(ours.uar("universal", (d,), d) - ours.uar("single-task", (d,), d)
                               for d in names)
         snr = ", ".join(f"{label[d]}: attacker {_snr(sizes, 'single-task', label[d]):.1f} dB, "
                         f"universal {_snr(sizes, 'universal', label[d]):.1f} dB" for d in names)
-        lines.append(_line("6", "The input-dependent attacker beats a universal perturbation on "
-                                "its target", Verdict(gains.to_numpy()),
-                           "Measured as the universal perturbation's UAR on the defence it was "
-                           f"trained on minus the single-task attacker's. SNR: {snr}."))
+        verdict = Verdict(gains.to_numpy(dtype=float))
+        lines.append(f"6. The input-dependent attacker beats a universal perturbation on its "
+                     f"target: **{verdict.word}**, {verdict.describe()}. Measured as the "
+                     "universal perturbation's UAR on the defence it was trained on minus the "
+                     f"single-task attacker's. SNR: {snr}.\n")
     for held in config.held_out_defences:
         column = keys.table_column(held, "test")
         rows = table[~table["method"].isin(["clean", "noise"])].dropna(subset=[column])

@@ -50,7 +50,7 @@ class Progress(tune.Callback):
                         **info) -> None:
         if result.get(keys.KIND) == keys.STAGE:
             stages = len(self.specs[trial.config["trial"]].plan.stages)
-            self._say(trials, trial, f"stage {int(result[keys.STAGES_DONE])}/{stages} at step "
+            self._say(trials, trial, f"stage {int(result[keys.STAGE_NUMBER])}/{stages} at step "
                       f"{result[keys.STEP]}, {_uar_summary(result, self.labels)}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:

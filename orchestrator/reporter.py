@@ -14,6 +14,7 @@ import pandas as pd
 from trainables.atomic import write_atomically, write_text_atomically
 from orchestrator.config import ExperimentConfig
 from orchestrator.findings import findings
+from orchestrator.paper import paper_comparison
 from orchestrator.grid import ATTACK_EXPERIMENTS, attack_trials, experiment_of
 from orchestrator.records import read_defences, read_status, stage_records
 from orchestrator.trial_table import trained_on, trial_table
@@ -168,7 +169,8 @@ def tables(config: ExperimentConfig, trials: pd.DataFrame, defences: dict
 
 def lambda_sweep(config: ExperimentConfig, trials: pd.DataFrame) -> pd.DataFrame:
     """Adversarial UAR (percent) of every defence for each lifelong sequence, stage and lambda,
-    with transfer as lambda = 0 (no constraint); mean over seeds."""
+    with transfer as lambda = 0 (no constraint), and the regulariser's share of the loss at the
+    stage's end (``penalty_share``); mean over seeds."""
     chosen = trials[trials["strategy"].isin(["lifelong", "transfer"]) & (trials["stage"] >= 2)
                     & (trials["status"] == "ok")]
     if chosen.empty:
@@ -177,8 +179,13 @@ def lambda_sweep(config: ExperimentConfig, trials: pd.DataFrame) -> pd.DataFrame
     for (sequence, defences, lam), group in chosen.groupby(
             ["sequence", chosen["defences"].map(lambda d: _labels(config, d)),
              chosen["lambda"].fillna(0.0)], sort=True):
+        share = keys.training("penalty_share")
         rows.append({"sequence": sequence, "defences": defences, "lambda": lam,
-                     "seeds": group["seed"].nunique(), **{
+                     "seeds": group["seed"].nunique(),
+                     # How hard the constraint held at the stage's end: the grid should run
+                     # from under 1 % (lifelong = transfer) to over 90 % (frozen).
+                     "penalty_share": round(group[share].mean(), 4) if share in group
+                     else np.nan, **{
                          c: v for c, v in _row_values(group, config).items()
                          if not c.endswith("_std") or group["seed"].nunique() > 1}})
     return pd.DataFrame(rows)
@@ -187,7 +194,8 @@ def lambda_sweep(config: ExperimentConfig, trials: pd.DataFrame) -> pd.DataFrame
 def figure3(config: ExperimentConfig, sweep: pd.DataFrame, path: Path) -> None:
     """Figure 3 as the paper draws it: adversarial dev UAR of each defence against lambda, one
     panel per sequence and stage (after 2 and after 3 defences: C+V, C+V+R, R+V, R+V+C), the
-    transfer strategy (no constraint) dashed."""
+    transfer strategy (no constraint) at lambda = 0 on the same axis (linear below the smallest
+    lambda, logarithmic above it)."""
     import matplotlib.pyplot as plt
     if sweep.empty:
         return
@@ -206,15 +214,13 @@ def figure3(config: ExperimentConfig, sweep: pd.DataFrame, path: Path) -> None:
     for ax, (sequence, defences) in zip(axes.flat, panels):
         part = sweep[(sweep["sequence"] == sequence) & (sweep["defences"] == defences)]
         part = part.sort_values("lambda")
-        lifelong, transfer = part[part["lambda"] > 0], part[part["lambda"] == 0]
         for d, spec in config.defences.items():
             column = keys.table_column(d, "dev")
-            line = ax.plot(lifelong["lambda"], lifelong[column], marker="o", label=spec.label)
-            if not transfer.empty:
-                ax.axhline(transfer[column].iloc[0], ls="--", lw=0.8,
-                           color=line[0].get_color())
-        ax.set_xscale("log")
-        ax.set_xlabel("lambda (dashed: transfer, no constraint)")
+            ax.plot(part["lambda"], part[column], marker="o", label=spec.label)
+        positive = part.loc[part["lambda"] > 0, "lambda"]
+        if not positive.empty:
+            ax.set_xscale("symlog", linthresh=float(positive.min()))
+        ax.set_xlabel("lambda (0: transfer, no constraint)")
         ax.set_ylabel("adversarial dev UAR [%]")
         ax.set_title(f"{sequence}: {defences}", fontsize=9)
         ax.legend(fontsize=7)
@@ -262,7 +268,8 @@ def write_report(config: ExperimentConfig, results: Path, storage: Path) -> pd.D
     """Write every report file into ``results``; returns Table 1."""
     trials = trials_table(config, storage, results)
     write_atomically(results / "trials.parquet", lambda tmp: trials.to_parquet(tmp, index=False))
-    table, sizes = tables(config, trials, read_defences(results))
+    defences = read_defences(results)
+    table, sizes = tables(config, trials, defences)
     write_atomically(results / "table1.csv", lambda tmp: table.to_csv(tmp, index=False))
     write_atomically(results / "perturbation.csv", lambda tmp: sizes.to_csv(tmp, index=False))
     sweep = lambda_sweep(config, trials)
@@ -270,5 +277,9 @@ def write_report(config: ExperimentConfig, results: Path, storage: Path) -> pd.D
     figure3(config, sweep, results / "lambda_sweep.png")
     figure2_png(storage, trials, results / "figure2.png")
     collect_audio(storage, trials, results / "audio")
-    write_text_atomically(results / "findings.md", findings(config, trials, table, sizes))
+    comparison = paper_comparison(table)
+    write_atomically(results / "paper_comparison.csv",
+                     lambda tmp: comparison.to_csv(tmp, index=False))
+    write_text_atomically(results / "findings.md",
+                          findings(config, trials, table, sizes, defences))
     return table

@@ -75,6 +75,15 @@ def test_trials_parquet_has_a_row_per_trial_and_stage(run):
     assert matrix.shape == (7, 7) and (matrix.sum(axis=1) > 0).all()
     truth = matrix.sum(axis=1)  # rows are the true class: UAR is the mean of diagonal / row
     assert np.isclose(np.mean(np.diag(matrix) / truth), row["resnet50/test/adv_uar"])
+    # The regulariser's share of the loss at each stage's end: none in a first stage or
+    # without a regulariser, some under EWC, more with a larger lambda.
+    share = "training/train/penalty_share"
+    assert (trials.loc[trials["stage"] == 1, share] == 0).all()
+    assert (trials.loc[trials["strategy"] == "transfer", share] == 0).all()
+    later = trials[(trials["strategy"] == "lifelong") & (trials["stage"] >= 2)]
+    assert (later[share] > 0).all() and (later[share] < 1).all()
+    by_lambda = later.groupby("lambda")[share].mean()
+    assert by_lambda.loc[10000.0] > by_lambda.loc[100.0]
 
 
 def test_tensorboard_events_hold_uar_scalars_and_the_figure(run):

@@ -3,10 +3,16 @@ whose answers are known."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
+import pytest
+from scipy import stats
 
 from orchestrator.config import load_config
-from orchestrator.findings import Verdict, findings
+from orchestrator.findings import PaperSource, findings, paper_findings
+from orchestrator.paper import paper_comparison, paper_table1
+from orchestrator.verdict import Verdict, holm
 from orchestrator.paths import PROJECT_ROOT
 from orchestrator.reporter import tables
 from tests.helpers import clean_defences, stage_records, trials_frame
@@ -148,3 +154,67 @@ def test_the_universal_comparison_and_the_held_out_ranking_are_reported():
     seven = next(line for line in text.splitlines() if line.startswith("7."))
     assert "Transfer to CRNN, held out" in seven
     assert "universal's on CNN-4 + VGG-16 + ResNet-50 (30.0" in seven
+
+
+def test_holm_correction_and_the_interval_and_the_seeds_an_effect_needs():
+    # Holm: sorted p times the number of hypotheses left, kept monotone; NaN does not count.
+    assert holm([0.01, 0.04, 0.03, float("nan")]) == pytest.approx([0.03, 0.06, 0.06, np.nan],
+                                                                   nan_ok=True)
+    verdict = Verdict(np.array([5.0, 6.0, 7.0]))
+    low, high = verdict.ci95  # 6 +- t(0.975, 2) * 1 / sqrt(3)
+    assert low == pytest.approx(6 - 4.3027 / np.sqrt(3), abs=1e-3) and high > 7
+    # A paired t-test at alpha 0.05 with 80 % power needs 10 pairs at d_z = 1 and 34 at 0.5
+    # (the textbook figures); the spread of these effects sets d_z.
+    one = Verdict(np.array([0.0, 2.0, 1.0 - np.sqrt(2) / 2, 1.0 + np.sqrt(2) / 2]))
+    assert one.mean / one.sd == pytest.approx(1.0) and one.seeds_needed == 10
+    half = Verdict(one.effects / 2 + 0.5 * (one.effects - 1))  # mean 0.5, sd 1
+    assert half.mean / half.sd == pytest.approx(0.5) and half.seeds_needed == 34
+    # Holm's correction can turn a raw "holds" into an inconclusive verdict, which names it.
+    corrected = replace(Verdict(np.array([2.0, 3.0, 2.5, 3.5, 2.0])), p_adjusted=0.2)
+    assert corrected.p_value < 0.05 and corrected.word == "inconclusive (5 seeds)"
+    assert "Holm p = 0.200" in corrected.describe() and "needs about" in corrected.describe()
+
+
+def test_comparability_is_an_equivalence_test_against_a_margin():
+    close = Verdict(np.array([0.5, -0.8, 0.2, 1.0, -0.3]), margin=5.0)
+    assert close.p_value < 0.05 and close.word == "holds"
+    # No significant difference is not comparability: a wide spread leaves it undecided.
+    wide = Verdict(np.array([6.0, -7.0, 4.0, -3.0, 1.0]), margin=5.0)
+    assert stats.ttest_1samp(wide.effects, 0).pvalue > 0.5 and wide.word.startswith("inconcl")
+    outside = Verdict(np.array([6.0, 6.5, 7.0, 6.2, 6.8]), margin=5.0)
+    assert outside.word.startswith("inconclusive") and outside.seeds_needed is None
+
+
+def test_the_paper_effect_is_computed_from_its_published_table_the_same_way():
+    """By hand from the paper's Table 1 (test columns): single-task CNN-4 leaves VGG-16 46.1
+    and ResNet-50 54.5 against its own 21.9, ResNet-50's leaves CNN-4 56.0 and VGG-16 42.1
+    against 20.7 (no VGG-16 row): +28.4; transfer forgets CNN-4 by 41.4 - 21.9 and ResNet-50
+    by 34.2 - 20.7: +16.5; lifelong (1e5) against transfer on the first defence after three:
+    (41.4 - 38.5 + 34.2 - 30.9) / 2 = +3.1."""
+    config, trials, defences = constructed_trials([0, 1, 2], paper_like)
+    paper = PaperSource(config)
+    effects = {c.number: c.effect(paper) for c in paper_findings(config)}
+    assert effects["1"].iloc[0] == pytest.approx(((46.1 + 54.5) / 2 - 21.9
+                                                  + (56.0 + 42.1) / 2 - 20.7) / 2)
+    assert effects["3"].iloc[0] == pytest.approx((41.4 - 21.9 + 34.2 - 20.7) / 2)
+    assert effects["4"].iloc[0] == pytest.approx((41.4 - 38.5 + 34.2 - 30.9) / 2)
+    assert effects["5a"].iloc[0] == pytest.approx(1.0)  # clockwise 1e6, 1e5; counter 1e4, 1e5
+    assert effects["0"].dropna().empty and effects["5b"].dropna().empty  # no noise, no clean
+    table, sizes = tables(config, trials, defences)
+    text = findings(config, trials, table, sizes, defences)
+    line = next(line for line in text.splitlines() if line.startswith("3."))
+    assert "paper +16.5 points" in line and "effect +15.0 points" in line
+
+
+def test_the_paper_comparison_puts_both_tables_side_by_side():
+    config, trials, defences = constructed_trials([0], paper_like)
+    table, _ = tables(config, trials, defences)
+    both = paper_comparison(table)
+    row = both[(both["method"] == "transfer") & (both["defences"] == "ResNet-50 + VGG-16")]
+    assert row["paper_cnn4_test"].item() == 53.0
+    assert row["ours_cnn4_test"].item() == table.loc[
+        (table["method"] == "transfer") & (table["defences"] == "ResNet-50 + VGG-16"),
+        "cnn4_test"].item()
+    assert set(zip(paper_table1()["method"], paper_table1()["defences"])) <= \
+        set(zip(both["method"], both["defences"]))
+    assert "clean" in set(both["method"]) and both["paper_cnn4_test"].isna().any()

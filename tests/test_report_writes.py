@@ -32,7 +32,7 @@ from trainables.figures import save_figure_data
 from trainables.trial_folder import FIGURE_FILE, record_path
 
 REPORT_FILES = ("trials.parquet", "table1.csv", "perturbation.csv", "lambda_sweep.csv",
-                "lambda_sweep.png", "figure2.png", "findings.md")
+                "lambda_sweep.png", "figure2.png", "paper_comparison.csv", "findings.md")
 
 
 def recorded_run(root: Path) -> tuple[ExperimentConfig, Path, Path]:

@@ -12,7 +12,7 @@ import yaml
 from orchestrator.config import config_to_dict, load_config
 from orchestrator.data_prep import prepare_data
 from orchestrator.resume import check_resumable, check_same_data
-from orchestrator.run import CONFIG_FILE
+from orchestrator.run_folder import CONFIG_FILE
 from trainables.errors import ProjectError
 from tests.helpers import TINY, demos_folder, run_cli, write_wav
 

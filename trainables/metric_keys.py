@@ -15,14 +15,22 @@ SPLITS = ("dev", "test")  # the evaluated splits (train is never evaluated)
 UAR_KINDS = ("clean_uar", "adv_uar", "noise_uar")  # noise: the shuffled-positions control
 PERTURBATION = "perturbation"
 PERTURBATION_METRICS = ("snr_db", "mse", "mean_eta", "shared_energy")
+# What the training itself was like at a stage's end: the regulariser's share of the loss over
+# the stage's last logged steps (0 in a first stage or without a regulariser).
+TRAINING = "training"
+TRAINING_METRICS = ("penalty_share",)
+
+# What a training report (kind ``train``) carries beside the step, as TensorBoard's train/...
+LOSSES = ("attack_loss", "penalty", "total_loss", "lr")
 
 KIND = "kind"
 TRAIN, CHECKPOINT, STAGE = "train", "checkpoint", "stage"
 # Mean adversarial dev UAR over the defences attacked so far: what ASHA minimises.
 SCORE = "score"
 STEP = "global_step"
-# Stages done when a stage report was made, counted from 1 as the console counts.
-STAGES_DONE = "stage"
+# The stage a report belongs to, counted from 1 as the console counts: the one being trained
+# (a train report) or the one just ended (a stage report).
+STAGE_NUMBER = "stage"
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,11 @@ def confusion(defence: str, split: str) -> str:
     return f"{defence}/{split}/confusion"
 
 
+def training(metric: str) -> str:
+    """``training/train/penalty_share``: a property of the training at a stage's end."""
+    return str(MetricKey(TRAINING, "train", metric))
+
+
 def table_column(defence: str, split: str) -> str:
     """``cnn4_dev``: a defence's column in Table 1 and ``lambda_sweep.csv`` (UAR in percent)."""
     return f"{defence}_{split}"
@@ -66,8 +79,13 @@ def size_column(metric: str, split: str) -> str:
 def parse(key: str) -> MetricKey | None:
     """The parts of a metric key, or ``None`` for any other reported field."""
     parts = key.split("/")
-    if len(parts) != 3 or parts[1] not in SPLITS:
+    if len(parts) != 3:
         return None
     subject, split, name = parts
+    if subject == TRAINING:
+        return MetricKey(subject, split, name) if split == "train" and \
+            name in TRAINING_METRICS else None
+    if split not in SPLITS:
+        return None
     known = PERTURBATION_METRICS if subject == PERTURBATION else UAR_KINDS
     return MetricKey(subject, split, name) if name in known else None

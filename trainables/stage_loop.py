@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from trainables import metric_keys as keys
 from trainables.losses import attack_loss
 from trainables.regularisers import Regulariser, StageEnd
 from trainables.settings import AttackSettings, LifelongSettings
@@ -150,9 +151,10 @@ class StageLoop:
             return
         loss, penalty = torch.stack(self._pending).mean(dim=0).tolist()
         self._pending = []
-        on_log({"stage": self.stage_index + 1, "iteration": self.iteration,
-                "global_step": self.global_step, "attack_loss": loss, "penalty": penalty,
-                "total_loss": loss + penalty, "lr": self.lr_at(self.iteration - 1)})
+        on_log({keys.STAGE_NUMBER: self.stage_index + 1, "iteration": self.iteration,
+                keys.STEP: self.global_step,
+                **dict(zip(keys.LOSSES, (loss, penalty, loss + penalty,
+                                         self.lr_at(self.iteration - 1))))})
 
     def run(self, callbacks: LoopCallbacks | None = None) -> None:
         """Train until every stage is done, from wherever the state stands."""

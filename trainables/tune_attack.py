@@ -107,13 +107,15 @@ class StageReports:
         self.writer = SummaryWriter(str(trial_dir() / "tensorboard"))
         self.clean_predictions: dict = {}  # filled at the first evaluation, reused after
         self.score = 1.0  # mean adversarial dev UAR of the latest evaluation
+        self.last_log: dict = {}  # the losses of the latest logged steps
 
     def callbacks(self) -> LoopCallbacks:
         return LoopCallbacks(on_log=self.on_log, on_step=self.on_step,
                              on_stage_end=self.on_stage_end)
 
     def on_log(self, metrics: dict) -> None:
-        for key in ("attack_loss", "penalty", "total_loss", "lr"):
+        self.last_log = metrics
+        for key in keys.LOSSES:
             self.writer.add_scalar(f"train/{key}", metrics[key], metrics[keys.STEP])
         report({**metrics, keys.SCORE: self.score, keys.KIND: keys.TRAIN})
 
@@ -127,6 +129,7 @@ class StageReports:
                            self.settings.attack.eval_batch_size, self.clean_predictions,
                            amp=self.rt.amp, noise_seed=self.trial.seed)
         confusion = metrics.pop("confusion")
+        metrics[keys.training("penalty_share")] = self.penalty_share(stages_done)
         step = loop.global_step
         for key, value in metrics.items():
             self.writer.add_scalar(f"eval/{key}", value, step)
@@ -148,8 +151,19 @@ class StageReports:
             self.listen(loop.attacker, step)
         # Tune gets the numbers its scheduler, the progress lines and TensorBoard use.
         report({**metrics, keys.SCORE: self.score, keys.KIND: keys.STAGE,
-                keys.STAGES_DONE: record.stage, keys.STEP: step, "finished": loop.finished},
+                keys.STAGE_NUMBER: record.stage, keys.STEP: step, "finished": loop.finished},
                loop.state_dict())
+
+    def penalty_share(self, stages_done: int) -> float:
+        """The regulariser's share of the loss over the stage's last logged steps (the stage
+        loop logs at every stage's end): how strongly the constraint held the attacker back.
+        A first stage has no penalty; a follower that took its first stage from another trial
+        logged none of it."""
+        last = self.last_log
+        if stages_done == 1 or last.get(keys.STAGE_NUMBER) != stages_done:
+            return 0.0 if stages_done == 1 else float("nan")
+        total = last["total_loss"]
+        return float(last["penalty"] / total) if total > 0 else 0.0
 
     def listen(self, attacker: nn.Module, step: int) -> None:
         """The audio examples of the finished attacker: WAV files and TensorBoard audio."""

@@ -10,7 +10,7 @@ from trainables import metric_keys as keys
 from trainables.defence_training import DefenceTrainer
 from trainables.device import place, runtime
 from trainables.evaluation import evaluate
-from trainables.models import build
+from trainables.builders import build_defence
 from trainables.settings import TrialSettings
 from trainables.trials import DefenceTrial, TrialData
 from trainables.tune_io import load_checkpoint, report, restore, split_tensors
@@ -18,15 +18,17 @@ from trainables.tune_io import load_checkpoint, report, restore, split_tensors
 
 def train_defence_trial(config: dict, data: TrialData, settings: TrialSettings,
                         trials: dict[str, DefenceTrial],
-                        resume_from: dict[str, str] | None = None) -> None:
+                        resume_from: dict | None = None) -> None:
     """``config["trial"]``: the id of this trial's spec in ``trials``; ``data``: the run's
-    features (from the object store). Reports dev UAR at every evaluation point with a checkpoint, and at the
-    end the clean UAR of the selected weights (``clean_uar``) with them in the checkpoint."""
+    features (from the object store); ``resume_from``: by trial id, a checkpoint to continue
+    from when Tune has none. Reports dev UAR at every evaluation point with a checkpoint, and
+    at the end the clean UAR of the selected weights (``clean_uar``) with them in the
+    checkpoint."""
     trial = trials[config["trial"]]
     rt = runtime(settings.performance, settings.defence_cpus)
     torch.manual_seed(trial.training_seed)
     spec = settings.defences[trial.defence]
-    model = place(build(spec.model, num_classes=len(data.classes), width=spec.width), rt)
+    model = place(build_defence(spec, len(data.classes)), rt)
     splits = {s: split_tensors(data, s, rt) for s in ("train", *keys.SPLITS)}
     trainer = DefenceTrainer(model, splits["train"], splits["dev"], settings.defence_training,
                              seed=trial.training_seed, amp=rt.amp)
