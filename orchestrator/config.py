@@ -197,9 +197,15 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 def read_yaml(path: str | Path) -> dict:
     """A YAML mapping from ``path`` (safe_load), or ``ConfigError``."""
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        raw = Path(path).read_bytes()
+        data = yaml.safe_load(raw.decode("utf-8"))
     except OSError as error:
         raise ConfigError(f"config file {path}: cannot read it ({error.strerror})") from None
+    except UnicodeDecodeError as error:
+        # Another encoding (Latin-1, UTF-16) or a binary file: say where, not a traceback.
+        line = raw[:error.start].count(b"\n") + 1
+        raise ConfigError(f"config file {path}: not UTF-8 text (byte 0x{raw[error.start]:02x} "
+                          f"at line {line}); save it as UTF-8") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

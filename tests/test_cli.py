@@ -47,3 +47,21 @@ def test_a_run_that_would_share_another_runs_storage_is_refused(tmp_path):
     assert f"{shared / 'results'} already holds another run's trials (defences)" in result.stderr
     assert (shared / "results" / "defences" / "kept.txt").read_text() == "the first run's"
     assert not (tmp_path / "elsewhere" / "results" / "config.yaml").exists()
+
+
+def test_a_config_file_that_is_not_utf8_names_the_file_and_the_byte(tmp_path):
+    (tmp_path / "latin1.yaml").write_bytes("name: caf\xe9\n".encode("latin-1"))
+    result = run_cli("--config", "latin1.yaml", "--results", str(tmp_path / "r"), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "latin1.yaml: not UTF-8 text (byte 0xe9 at line 1)" in result.stderr
+
+
+def test_a_manifest_that_is_not_utf8_names_the_file(tmp_path):
+    (tmp_path / "list.csv").write_bytes("path,speaker,emotion\nJos\xe9.wav,s1,anger\n"
+                                        .encode("latin-1"))
+    result = run_cli("--corpus", "manifest", "--data-root", "list.csv", "--results",
+                     str(tmp_path / "r"), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "list.csv: not UTF-8 text (byte 0xe9 at line 2)" in result.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import pandas as pd
@@ -96,7 +97,14 @@ def _scan_manifest(root: Path) -> tuple[list[dict], tuple[str, ...]]:
     if not table.is_file():
         raise DataError(f"manifest {table} not found: pass a CSV (columns path, speaker, "
                         "emotion, optional gender and split) or a folder holding manifest.csv")
-    with table.open(newline="") as handle:
+    raw = table.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[:error.start].count(b"\n") + 1
+        raise DataError(f"manifest {table}: not UTF-8 text (byte 0x{raw[error.start]:02x} at "
+                        f"line {line}); save it as UTF-8") from None
+    with io.StringIO(text, newline="") as handle:
         reader = csv.DictReader(handle)
         missing = {"path", "speaker", "emotion"} - set(reader.fieldnames or ())
         if missing:
