@@ -169,14 +169,47 @@ class ExperimentConfig:
                              attack_cpus=self.tune.attack_resources.cpu)
 
 
+def _repeated_key(node: yaml.Node | None, path: str = "",
+                  seen: set[int] | None = None) -> tuple[str, int, int] | None:
+    """The first key given twice in one mapping of a composed YAML tree: its dotted path and
+    both lines. YAML keeps the last of equal keys, so a second ``attack:`` block would replace
+    the first without a word."""
+    seen = set() if seen is None else seen
+    if node is None or id(node) in seen:  # an alias met again
+        return None
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        lines: dict[tuple[str, str], int] = {}
+        for key, value in node.value:
+            if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+                continue
+            where = f"{path}.{key.value}" if path else key.value
+            line = key.start_mark.line + 1
+            if (key.tag, key.value) in lines:
+                return where, lines[(key.tag, key.value)], line
+            lines[(key.tag, key.value)] = line
+            found = _repeated_key(value, where, seen)
+            if found:
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            found = _repeated_key(item, f"{path}[{index}]", seen)
+            if found:
+                return found
+    return None
+
+
 def _parse_override(item: str) -> tuple[list[str], object]:
     if "=" not in item:
         raise ConfigError(f"--set {item!r}: expected key.sub=value")
     key, raw = item.split("=", 1)
     try:
+        repeated = _repeated_key(yaml.compose(raw, Loader=yaml.SafeLoader))
         value = yaml.safe_load(raw)
     except yaml.YAMLError:
-        value = raw
+        repeated, value = None, raw
+    if repeated:
+        raise ConfigError(f"--set {item!r}: key {repeated[0]!r} is given twice")
     return key.strip().split("."), value
 
 
@@ -198,7 +231,9 @@ def read_yaml(path: str | Path) -> dict:
     """A YAML mapping from ``path`` (safe_load), or ``ConfigError``."""
     try:
         raw = Path(path).read_bytes()
-        data = yaml.safe_load(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
+        repeated = _repeated_key(yaml.compose(text, Loader=yaml.SafeLoader))
+        data = yaml.safe_load(text)
     except OSError as error:
         raise ConfigError(f"config file {path}: cannot read it ({error.strerror})") from None
     except UnicodeDecodeError as error:
@@ -210,6 +245,10 @@ def read_yaml(path: str | Path) -> dict:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError(f"config file {path}: malformed YAML{where}") from None
+    if repeated:
+        where, first, second = repeated
+        raise ConfigError(f"config file {path}: key {where!r} is given twice (lines {first} and "
+                          f"{second}); the second would replace the first: keep one")
     if data is None:
         return {}
     if not isinstance(data, dict):

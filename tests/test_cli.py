@@ -65,3 +65,28 @@ def test_a_manifest_that_is_not_utf8_names_the_file(tmp_path):
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "list.csv: not UTF-8 text (byte 0xe9 at line 2)" in result.stderr
+
+
+def test_a_key_given_twice_in_a_config_file_is_refused_naming_it_and_its_lines(tmp_path):
+    """YAML keeps the last of two equal keys: a second ``attack:`` block would replace the
+    first without a word. (The missing data folder stops a run that does not refuse it in a
+    second, instead of training.)"""
+    (tmp_path / "twice.yaml").write_text(
+        "name: twice\ndata: {corpus: demos, root: /no/such/folder}\nattack: {lr: 0.01}\n"
+        "grid:\n  seeds: [0]\n  seeds: [1]\nattack:\n  width: 0.5\n")
+    result = run_cli("--config", "twice.yaml", "--results", str(tmp_path / "r"), cwd=tmp_path,
+                     timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "twice.yaml: key 'grid.seeds' is given twice (lines 5 and 6)" in result.stderr
+    (tmp_path / "twice.yaml").write_text("name: twice\ndata: {corpus: demos, root: /no/such}\n"
+                                         "attack: {lr: 0.01}\nattack:\n  width: 0.5\n")
+    result = run_cli("--config", "twice.yaml", "--results", str(tmp_path / "r"), cwd=tmp_path,
+                     timeout=60)
+    assert "twice.yaml: key 'attack' is given twice (lines 3 and 4)" in result.stderr
+    result = run_cli("--set", "grid.sequences={a: [cnn4, vgg16], a: [vgg16, cnn4]}",
+                     "--corpus", "demos", "--data-root", "/no/such/folder",
+                     "--results", str(tmp_path / "r"), cwd=tmp_path, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "key 'a' is given twice" in result.stderr
