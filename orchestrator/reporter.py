@@ -136,7 +136,7 @@ def tables(config: ExperimentConfig, trials: pd.DataFrame, defences: dict
     done = trials[trials["stage"] >= 1]
     specs = attack_trials(config)
     seen: list[tuple[str, tuple[str, ...]]] = []
-    for spec in specs:
+    for spec in (s for s in specs if s.in_table):  # not a helper of a shared first stage
         for method, trained in spec.rows().values():
             if (method, trained) in seen or (method in ("transfer", "lifelong")
                                              and len(trained) < 2):

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from orchestrator.config import ExperimentConfig, load_config
+from orchestrator.grid import attack_trials
 from orchestrator.paths import PROJECT_ROOT
 from orchestrator.reporter import tables
 from tests.helpers import clean_defences, stage_records, trials_frame
@@ -131,3 +132,15 @@ def test_the_hand_made_table_separates_the_wrong_rules():
             wrong["all defences"] = score("dev", list(config.defences)).idxmin()
         assert all(lam != right for lam in wrong.values()), (sequence, names, wrong)
         assert np.isfinite(right)
+
+
+def test_a_helper_trial_of_a_shared_first_stage_gives_no_table_1_row():
+    """Without single-task in the grid a helper (``first-stage-...``) trains the shared first
+    stage; it is no Table-1 row, so it must not add a single-task row (marked failed: its
+    records are not the report's)."""
+    config = load_config(PROJECT_ROOT / "configs" / "smoke.yaml",
+                         ["grid.strategies=[transfer, lifelong]"])
+    assert any(not t.in_table for t in attack_trials(config))
+    table, sizes = tables(config, trials_frame(config, []), {})
+    assert set(table["method"]) == {"clean", "transfer", "lifelong"}
+    assert set(sizes["method"]) == {"transfer", "lifelong"}
