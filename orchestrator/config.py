@@ -7,6 +7,7 @@ the key and the allowed values, and stop the run before anything starts.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -22,6 +23,18 @@ from trainables.settings import (AttackSettings, AudioSettings, DefenceSpec,
                                  TrialSettings)
 from trainables.stages import PAPER_STRATEGIES, STRATEGIES, Strategy
 from trainables.validation import positive
+
+
+NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def check_name(key: str, name: str) -> None:
+    """Defence and sequence names go into trial names, and those name folders: letters, digits,
+    ``_``, ``.`` and ``-`` only. ``+`` joins defences in a name (``multi-task-cnn4+vgg16``):
+    with it in a defence's name two trials could get one name; ``/`` would make a folder."""
+    if not NAME.fullmatch(name):
+        raise ConfigError(f"{key}: the name {name!r} may hold only letters, digits, '_', '.' "
+                          "and '-' (it names trials and their folders)")
 
 
 @dataclass
@@ -79,9 +92,14 @@ class GridConfig:
             raise ConfigError("lambdas: empty, but the lifelong strategy needs lambda values")
         for i, value in enumerate(self.lambdas):
             positive(f"lambdas[{i}]", value)
+        repeated = sorted({v for v in self.lambdas if self.lambdas.count(v) > 1})
+        if repeated:
+            # Like a repeated seed: the same trial twice, under one name (one folder).
+            raise ConfigError(f"lambdas: {repeated[0]:g} is given twice; lambdas must differ")
         if any(s != "single-task" for s in self.strategies) and not self.sequences:
             raise ConfigError("sequences: empty; name at least one sequence of defences")
         for name, sequence in self.sequences.items():
+            check_name(f"sequences.{name}", name)
             if len(sequence) < 2 or len(set(sequence)) != len(sequence):
                 raise ConfigError(f"sequences.{name}: needs two or more distinct defences")
 
@@ -140,6 +158,8 @@ class ExperimentConfig:
             raise ConfigError("defences: empty; define at least one defence")
         if not self.attacked_defences:
             raise ConfigError("defences: every defence is held out; leave at least one to attack")
+        for name in self.defences:
+            check_name(f"defences.{name}", name)
         for name, sequence in self.grid.sequences.items():
             for defence in sequence:
                 if defence not in self.defences:

@@ -16,9 +16,11 @@ not a Table-1 row) trains it once for them.
 from __future__ import annotations
 
 from dataclasses import replace
+from decimal import Decimal
 
 from orchestrator.config import ExperimentConfig
 from trainables.regularisers import REGULARISERS
+from trainables.errors import ConfigError
 from trainables.stages import Plan, Stage, make_plan
 from trainables.trials import AttackTrial, DefenceTrial
 
@@ -37,7 +39,36 @@ def experiment_of(trial: AttackTrial) -> str:
 
 
 def _lambda_tag(lam: float) -> str:
-    return f"lam{lam:.0e}".replace("+0", "").replace("+", "")
+    """``lam`` in trial names, with every significant digit its float has (the shortest that
+    reads back as it): ``lam1e4``, ``lam1.2e2``, ``lam5e-01``. Two lambdas give two names; a
+    one-digit lambda keeps the name it had when names were rounded to one digit (``lam1e2``),
+    so that runs started then still resume."""
+    sign, digits, exponent = Decimal(repr(float(lam))).normalize().as_tuple()
+    mantissa = str(digits[0]) + ("." + "".join(map(str, digits[1:])) if len(digits) > 1 else "")
+    power = len(digits) - 1 + exponent
+    return f"lam{'-' if sign else ''}{mantissa}e{power if power >= 0 else f'-{-power:02d}'}"
+
+
+# A trial's id names its folder (Tune's, results/audio/<trial>/): no file system takes a
+# component much longer.
+MAX_ID_LENGTH = 200
+
+
+def _check_unique(trials: list) -> None:
+    """``ConfigError`` for two trials of one name (one folder, one row of records: the report
+    would give one trial's numbers for both) or a name too long for a folder. The grid's names
+    are unique by construction (``_lambda_tag``; the config refuses repeated seeds and lambdas
+    and names with ``+`` or ``/``): this keeps it so."""
+    seen: set[str] = set()
+    for trial in trials:
+        if trial.id in seen:
+            raise ConfigError(f"grid: two trials would both be named {trial.id!r}; make the "
+                              "grid's values (lambdas, seeds, sequences) differ")
+        if len(trial.id) > MAX_ID_LENGTH:
+            raise ConfigError(f"grid: trial name {trial.id[:60]!r}... is {len(trial.id)} "
+                              f"characters, more than a folder name takes ({MAX_ID_LENGTH}); "
+                              "give the defences or sequences shorter names")
+        seen.add(trial.id)
 
 
 def defence_seed(config: ExperimentConfig, seed: int) -> int:
@@ -50,9 +81,11 @@ def defence_seed(config: ExperimentConfig, seed: int) -> int:
 def defence_trials(config: ExperimentConfig) -> list[DefenceTrial]:
     """One trial per defence and grid seed: every attack trial is evaluated on every defence,
     the held-out ones included."""
-    return [DefenceTrial(id=f"defence-{name}-seed{seed}", defence=name, seed=seed,
-                         training_seed=defence_seed(config, seed))
-            for seed in config.grid.seeds for name in config.defences]
+    trials = [DefenceTrial(id=f"defence-{name}-seed{seed}", defence=name, seed=seed,
+                           training_seed=defence_seed(config, seed))
+              for seed in config.grid.seeds for name in config.defences]
+    _check_unique(trials)
+    return trials
 
 
 def attack_trials(config: ExperimentConfig) -> list[AttackTrial]:
@@ -97,7 +130,9 @@ def attack_trials(config: ExperimentConfig) -> list[AttackTrial]:
             if "lifelong" in grid.strategies:
                 for lam in grid.lambdas:
                     add("lifelong", name, tuple(sequence), lam, seed)
-    return _share_first_stages(trials) if grid.share_first_stage else trials
+    trials = _share_first_stages(trials) if grid.share_first_stage else trials
+    _check_unique(trials)
+    return trials
 
 
 def _share_first_stages(trials: list[AttackTrial]) -> list[AttackTrial]:

@@ -151,6 +151,8 @@ def run(config: ExperimentConfig, results: Path, resume: bool = False,
         elif (results / CONFIG_FILE).exists():
             raise ProjectError(f"{results} already holds a run: pass --resume to finish it, "
                                "--report-only to rebuild its report, or another --results folder")
+        # The grid's trial names, checked before anything runs (``grid._check_unique``).
+        defence_trials(config), attack_trials(config)
         storage = storage_of(config, results)
         if not resume:
             check_storage_unused(storage)

@@ -7,6 +7,8 @@ from tests.helpers import run_cli
 # Real Ray or a real subprocess in every test (``pytest -m "not slow"`` leaves them out).
 pytestmark = pytest.mark.slow
 
+NO_DATA = ["--corpus", "demos", "--data-root", "/no/such/folder"]
+
 
 @pytest.mark.parametrize("args, message", [
     (["--set", "grid.lamdas=[1]"], "unknown config key 'grid.lamdas'"),
@@ -20,9 +22,17 @@ pytestmark = pytest.mark.slow
     (["--set", "attack.lr=fast"], "attack.lr: expected float"),
     (["--corpus", "demos", "--data-root", "/no/such/folder"], "/no/such/folder does not exist"),
     (["--config", "missing.yaml"], "missing.yaml: cannot read"),
+    # Refused before anything runs; the missing data folder stops, in a second, a run that
+    # would not refuse them.
+    (["--set", "grid.lambdas=[100, 100]", *NO_DATA], "grid.lambdas: 100 is given twice"),
+    (["--set", "grid.lambdas=[100.0, 1e2]", *NO_DATA], "grid.lambdas: 100 is given twice"),
+    (["--set", "grid.sequences={a/b: [cnn4, vgg16]}", *NO_DATA],
+     "grid.sequences.a/b: the name 'a/b' may hold only letters"),
+    (["--set", "defences={a+b: {model: cnn4}, a: {model: cnn4}, b: {model: vgg16}}",
+      "--set", "grid.sequences={s: [a, b]}", *NO_DATA], "defences.a+b: the name 'a+b'"),
 ])
 def test_bad_input_exits_nonzero_with_a_short_message(tmp_path, args, message):
-    result = run_cli(*args, "--results", str(tmp_path / "r"), cwd=tmp_path)
+    result = run_cli(*args, "--results", str(tmp_path / "r"), cwd=tmp_path, timeout=120)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr

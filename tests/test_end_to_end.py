@@ -250,3 +250,26 @@ def test_a_report_from_no_recorded_trials_says_so_and_keeps_the_table(run, tmp_p
     table = pd.read_csv(bare / "table1.csv")
     assert set(table.loc[table["method"] != "clean", "status"]) == {"failed"}
     assert (bare / "table1.previous.csv").read_text() == (results / "table1.csv").read_text()
+
+
+def test_close_lambdas_are_two_trials_each_reported_as_its_own(tmp_path):
+    """100 and 120 once gave both trials the name ``lam1e2``: one folder, two of three trials
+    finished, ``partial`` rows and lambda-120 numbers that were the other trial's, at exit 0."""
+    two = "{cnn4: {model: cnn4, width: 0.0625}, vgg16: {model: vgg16, width: 0.0625}}"
+    results = tmp_path / "r"
+    result = run_cli("--config", str(TINY), "--results", str(results), "--set",
+                     f"defences={two}", "--set", "grid.sequences={c: [cnn4, vgg16]}", "--set",
+                     "grid.strategies=[lifelong]", "--set", "grid.lambdas=[100.0, 120.0]",
+                     cwd=tmp_path, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (pd.read_csv(results / "table1.csv")["status"] == "ok").all()
+    trials = pd.read_parquet(results / "trials.parquet")
+    last = trials[trials["stage"] == 2].set_index("trial_id")
+    assert sorted(last.index) == ["lifelong-c-lam1.2e2-seed0", "lifelong-c-lam1e2-seed0"]
+    assert last.loc["lifelong-c-lam1.2e2-seed0", "lambda"] == 120.0
+    sweep = pd.read_csv(results / "lambda_sweep.csv")
+    after_two = sweep[sweep["defences"] == "CNN-4 + VGG-16"].set_index("lambda")
+    assert sorted(after_two.index) == [100.0, 120.0]
+    for lam, trial in ((100.0, "lifelong-c-lam1e2-seed0"), (120.0, "lifelong-c-lam1.2e2-seed0")):
+        assert after_two.loc[lam, "cnn4_dev"] == round(last.loc[trial, "cnn4/dev/adv_uar"] * 100,
+                                                       2)

@@ -108,3 +108,34 @@ def test_universal_trials_train_the_universal_perturbation_beside_the_paper_meth
     # A transfer trial continues the atrous attacker of single-task, never a universal one.
     assert trials["transfer-clockwise-seed0"].starts_from == "single-task-cnn4-seed0"
     assert all(t.plan.attacker == "atrous" for t in trials.values() if t.strategy != "universal")
+
+
+@pytest.mark.parametrize("lambdas", [[100.0, 120.0], [1e4, 1.5e4, 2e4], [0.1, 0.1 + 1e-12],
+                                     [1e-5, 1.2e-5], [5.0, 5.5]])
+def test_every_lambda_gets_a_trial_name_of_its_own(lambdas):
+    """Names once held lambda to one significant digit: 100 and 120 were both ``lam1e2``, one
+    folder for two trials."""
+    trials = attack_trials(load_config(None, [f"grid.lambdas={lambdas!r}",
+                                              "grid.strategies=[lifelong]"]))
+    lifelong = [t for t in trials if t.strategy == "lifelong"]
+    assert len({t.id for t in lifelong}) == len(lifelong) == 2 * len(lambdas)
+
+
+def test_one_digit_lambdas_keep_the_names_runs_were_started_with():
+    ids = [t.id for t in attack_trials(load_config(
+        None, ["grid.lambdas=[1e4, 1e-5, 0.5, 100]", "grid.strategies=[lifelong]",
+               "grid.sequences={c: [cnn4, vgg16]}"])) if t.in_table]
+    assert ids == ["lifelong-c-lam1e4-seed0", "lifelong-c-lam1e-05-seed0",
+                   "lifelong-c-lam5e-01-seed0", "lifelong-c-lam1e2-seed0"]
+    assert [t.id for t in attack_trials(load_config(None, [
+        "grid.lambdas=[120.0]", "grid.strategies=[lifelong]",
+        "grid.sequences={c: [cnn4, vgg16]}"]))] == ["lifelong-c-lam1.2e2-seed0"]
+
+
+def test_a_grid_of_names_too_long_for_a_folder_is_refused():
+    long = "d" * 120
+    config = load_config(None, [f"defences={{{long}1: {{model: cnn4}}, {long}2: {{model: cnn4}}}}",
+                                f"grid.sequences={{s: [{long}1, {long}2]}}",
+                                "grid.strategies=[multi-task]"])
+    with pytest.raises(ConfigError, match="characters, more than a folder name takes"):
+        attack_trials(config)
