@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import errno
 import logging
 import signal
 from pathlib import Path
 
-from orchestrator.config import ExperimentConfig, load_config
+from orchestrator.config import (ExperimentConfig, apply_overrides, config_from_dict,
+                                 config_to_dict, load_config, read_yaml)
 from orchestrator.interrupt import Interrupted, stop_signals
 from orchestrator.paths import DEFAULT_CONFIG, resolve_config
 from trainables.console import show_messages
 from trainables.data.corpora import CORPUS_KINDS
-from trainables.errors import ProjectError
+from trainables.errors import ConfigError, ProjectError
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="run_grid.py",
         description="Train transferable black-box attacks on SER models (Ren et al., 2020) "
                     "over a Ray Tune grid and write Table 1.")
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG),
-                        help="experiment YAML (default: configs/smoke.yaml)")
+    parser.add_argument("--config", help="experiment YAML (default: configs/smoke.yaml)")
     parser.add_argument("--results", default="results", help="results folder (default: results/)")
     parser.add_argument("--corpus", choices=CORPUS_KINDS, help="override the config's corpus")
     parser.add_argument("--data-root", help="the corpus folder (or manifest CSV)")
@@ -39,8 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def resolve(args: argparse.Namespace) -> ExperimentConfig:
-    """The config file, then ``--corpus``/``--data-root``, then ``--set`` overrides."""
+def resolve(args: argparse.Namespace, saved: dict | None = None) -> ExperimentConfig:
+    """The config file, then ``--corpus``/``--data-root``, then ``--set`` overrides. With
+    ``saved`` (a run's saved config, for ``--resume`` or ``--report-only`` without
+    ``--config``) that config in place of the file."""
+    config_file = resolve_config(args.config or DEFAULT_CONFIG)
     overrides = []
     if args.corpus:
         overrides.append(f"data.corpus={args.corpus}")
@@ -48,10 +52,54 @@ def resolve(args: argparse.Namespace) -> ExperimentConfig:
         overrides.append(f"data.root={args.data_root}")
         if not args.corpus and "data.corpus=" not in " ".join(args.overrides):
             # A folder given without --corpus under the synthetic default means DEMoS names.
-            config_corpus = load_config(resolve_config(args.config)).data.corpus
+            config_corpus = (saved or {}).get("data", {}).get("corpus", "synthetic") \
+                if saved is not None else load_config(config_file).data.corpus
             if config_corpus == "synthetic":
                 overrides.append("data.corpus=demos")
-    return load_config(resolve_config(args.config), overrides + args.overrides)
+    if saved is not None:
+        return config_from_dict(apply_overrides(copy.deepcopy(saved), overrides + args.overrides))
+    return load_config(config_file, overrides + args.overrides)
+
+
+def _flat(data: object, key: str = "") -> dict[str, object]:
+    """A nested config dict as ``{dotted.key: value}`` (lists stay values)."""
+    if not isinstance(data, dict):
+        return {key: data}
+    flat: dict[str, object] = {}
+    for name, value in data.items():
+        flat.update(_flat(value, f"{key}.{name}" if key else str(name)))
+    return flat
+
+
+def check_saved_settings(args: argparse.Namespace) -> None:
+    """``--resume`` and ``--report-only`` use the settings the run was started with (its saved
+    ``config.yaml``): a ``--config``, ``--set``, ``--corpus`` or ``--data-root`` that would
+    change one of them is refused in one line naming each, instead of being ignored. Settings
+    equal to the run's (the starting command given again with ``--resume``) pass."""
+    from orchestrator.run_folder import CONFIG_FILE
+
+    flag = "--resume" if args.resume else "--report-only"
+    if args.resume and args.report_only:
+        raise ConfigError("--resume and --report-only: give one (--report-only trains nothing)")
+    if args.report_only and args.address:
+        raise ConfigError("--report-only starts no Ray instance and trains nothing: drop "
+                          f"--address {args.address}")
+    if not (args.config or args.overrides or args.corpus or args.data_root):
+        return
+    path = Path(args.results) / CONFIG_FILE
+    if not path.exists():
+        return  # the run says that the folder holds no run
+    saved = config_to_dict(config_from_dict(read_yaml(path)))
+    given = config_to_dict(resolve(args, None if args.config else saved))
+    before, after = _flat(saved), _flat(given)
+    changed = [k for k in dict.fromkeys([*before, *after]) if before.get(k) != after.get(k)]
+    if changed:
+        shown = ", ".join(f"{k} ({before.get(k)!r} there, {after.get(k)!r} given)"
+                          for k in changed[:3])
+        more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+        raise ConfigError(f"{flag} uses the settings the run was started with ({path}); the "
+                          f"command line would change {shown}{more}: drop them, or start a new "
+                          "run in another --results folder")
 
 
 def _resume_hint(args: argparse.Namespace) -> str:
@@ -71,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     show_messages()
     try:
         with stop_signals():
+            if args.resume or args.report_only:
+                check_saved_settings(args)
             if args.report_only:
                 from orchestrator.report_only import report_only
                 return report_only(Path(args.results))

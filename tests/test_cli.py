@@ -1,6 +1,7 @@
 """The command line, run as a user runs it: a real subprocess."""
 
 import pytest
+import yaml
 
 from tests.helpers import run_cli
 
@@ -100,3 +101,40 @@ def test_a_key_given_twice_in_a_config_file_is_refused_naming_it_and_its_lines(t
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "key 'a' is given twice" in result.stderr
+
+
+def test_resume_and_report_only_refuse_settings_other_than_the_runs(tmp_path):
+    """``--resume`` and ``--report-only`` use the run's saved config: a ``--set`` (or
+    ``--config``, ``--corpus``, ``--data-root``) that would change it was ignored without a word.
+    The saved run's data folder is missing, so that a command that passes the check stops at
+    once, on that."""
+    from orchestrator.config import config_to_dict, load_config
+    from tests.helpers import TINY
+
+    results = tmp_path / "r"
+    results.mkdir()
+    saved = yaml.safe_dump(config_to_dict(load_config(TINY, ["data.corpus=demos",
+                                                             "data.root=/no/such/folder"])))
+    (results / "config.yaml").write_text(saved)
+    for flag in ("--resume", "--report-only"):
+        result = run_cli("--results", str(results), flag, "--set", "attack.lr=0.01",
+                         "--set", "grid.seeds=[0, 1]", cwd=tmp_path, timeout=60)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+        assert (f"{flag} uses the settings the run was started with ({results / 'config.yaml'}); "
+                "the command line would change attack.lr (0.003 there, 0.01 given), "
+                "grid.seeds ([0] there, [0, 1] given): drop them") in result.stderr
+    result = run_cli("--results", str(results), "--resume", "--config", str(TINY), cwd=tmp_path,
+                     timeout=60)
+    assert "would change data.corpus ('demos' there, 'synthetic' given), data.root" \
+        in result.stderr, result.stderr
+    # The same settings again (the starting command with --resume) pass, and the run goes on.
+    result = run_cli("--results", str(results), "--resume", "--config", str(TINY), "--corpus",
+                     "demos", "--data-root", "/no/such/folder", "--set", "attack.lr=0.003",
+                     cwd=tmp_path, timeout=60)
+    assert "data folder /no/such/folder does not exist" in result.stderr, result.stderr
+    assert (results / "config.yaml").read_text() == saved
+    for args, message in ((["--resume", "--report-only"], "--resume and --report-only: give one"),
+                          (["--report-only", "--address", "auto"], "drop --address auto")):
+        result = run_cli("--results", str(results), *args, cwd=tmp_path, timeout=60)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
