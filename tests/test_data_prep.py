@@ -38,6 +38,13 @@ def _nan(root: Path) -> str:
     return "NaN"
 
 
+def _too_short(root: Path) -> str:
+    demos_folder(root)
+    write_wav(root / "PR_f_01_rab00a.wav", seconds=0.01)  # would be repeated 100 times
+    return ("PR_f_01_rab00a.wav is 0.01 s long, shorter than data.features.min_seconds "
+            "(0.25 s)")
+
+
 def _unknown_code(root: Path) -> str:
     demos_folder(root)
     write_wav(root / "PR_f_01_xyz00a.wav")
@@ -76,7 +83,8 @@ def _misnamed_beside_neutral(root: Path) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("make", [_corrupt, _empty_wav, _nan, _unknown_code, _no_names, _empty,
+@pytest.mark.parametrize("make", [_corrupt, _empty_wav, _nan, _too_short, _unknown_code,
+                                  _no_names, _empty,
                                   _class_missing, _class_absent, _misnamed_beside_neutral])
 def test_bad_corpus_gives_a_clear_error_and_no_table(tmp_path, make):
     root = tmp_path / "corpus"
@@ -99,6 +107,23 @@ def test_skip_option_lists_bad_files_in_the_run_output(tmp_path):
     prepared = prepare_data(config.data, tmp_path / "r", progress=False)
     listed = (tmp_path / "r" / "skipped_files.txt").read_text()
     assert "PR_f_01_rab00a.wav" in listed and len(prepared.skipped) == 1
+
+
+def test_a_clip_too_short_is_skipped_with_its_length_and_the_setting_lowers_the_minimum(
+        tmp_path):
+    from orchestrator.config import load_config
+    from orchestrator.data_prep import prepare_data
+    root = tmp_path / "corpus"
+    demos_folder(root, per_class=2)
+    short = write_wav(root / "PR_f_01_rab00a.wav", seconds=0.1)
+    settings = [f"data.root={root}", "data.corpus=demos", "data.features.frames=16"]
+    config = load_config(None, [*settings, "data.on_bad_file=skip"])
+    prepared = prepare_data(config.data, tmp_path / "r", progress=False)
+    listed = (tmp_path / "r" / "skipped_files.txt").read_text()
+    assert f"{short}\t{short} is 0.1 s long, shorter than data.features.min_seconds" in listed
+    assert prepared.left_out() == "1 bad file(s) skipped (data.on_bad_file: skip)"
+    config = load_config(None, [*settings, "data.features.min_seconds=0.05"])
+    assert prepare_data(config.data, tmp_path / "r2", progress=False).skipped == []
 
 
 @pytest.mark.slow

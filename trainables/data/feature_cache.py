@@ -26,7 +26,7 @@ from tqdm import tqdm
 from trainables.checksums import damage, verify, write_verified
 from trainables.data.audio_io import read_audio
 from trainables.errors import DataError
-from trainables.data.features import band_statistics, log_mel
+from trainables.data.features import band_statistics, check_length, log_mel
 from trainables.data.settings import FeatureSettings
 from trainables.data.splits import missing_classes, speaker_lists
 
@@ -59,6 +59,10 @@ def _extract(args: tuple[str, FeatureSettings]) -> np.ndarray | str:
     path, settings = args
     try:
         wave, sr = read_audio(path)
+        try:
+            check_length(wave, sr, settings, what=str(path))
+        except DataError as error:
+            raise DataError(f"{error}, or set data.on_bad_file: skip") from None
         return log_mel(wave, sr, settings)
     except DataError as error:
         return str(error)

@@ -38,6 +38,19 @@ def check_audio(wave: np.ndarray, what: str = "audio") -> None:
         raise DataError(f"{what} is silent (every sample is zero)")
 
 
+def check_length(wave: np.ndarray, sr: int, settings: FeatureSettings,
+                 what: str = "audio") -> None:
+    """Raise ``DataError`` for a clip shorter than ``settings.min_seconds``, saying how often it
+    would have been repeated to fill the input."""
+    seconds = len(wave) / sr
+    if seconds < settings.min_seconds:
+        repeats = -(-settings.samples * sr // (settings.sample_rate * max(len(wave), 1)))
+        raise DataError(f"{what} is {seconds:.3g} s long, shorter than "
+                        f"data.features.min_seconds ({settings.min_seconds:g} s): it would be "
+                        f"repeated {repeats} times to fill {settings.frames} frames; lower the "
+                        "setting to accept it")
+
+
 def log_mel(wave: np.ndarray, sr: int, settings: FeatureSettings = FeatureSettings()) -> np.ndarray:
     """Log-Mel spectrogram ``(frames, n_mels)`` = ``(373, 64)`` by default, float32, before
     standardisation.

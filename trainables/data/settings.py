@@ -15,7 +15,8 @@ from trainables.validation import positive
 @dataclass(frozen=True)
 class FeatureSettings:
     """The recipe of the paper: 16 kHz, Hamming 512 / hop 256, 64 Mel bands 20-8,000 Hz,
-    ``log(x + 1e-8)``, 373 frames (95,744 samples). ``frames`` may be lowered for smoke runs."""
+    ``log(x + 1e-8)``, 373 frames (95,744 samples). ``frames`` may be lowered for smoke runs.
+    Clips shorter than ``min_seconds`` are refused (or skipped), not repeated."""
 
     sample_rate: int = 16_000
     n_fft: int = 512
@@ -25,9 +26,13 @@ class FeatureSettings:
     fmax: float = 8_000.0
     frames: int = 373
     log_offset: float = 1e-8
+    # A shorter clip is a bad file (``data.on_bad_file``), not repeated to fill ``frames``: a
+    # 0.01 s clip would be tiled 600 times into a buzz. 0 accepts any length.
+    min_seconds: float = 0.25
 
     def __post_init__(self) -> None:
         positive("frames", self.frames)
+        positive("min_seconds", self.min_seconds, allow_zero=True)
 
     @property
     def samples(self) -> int:
