@@ -34,9 +34,20 @@ def test_split_is_speaker_independent_deterministic_and_complete():
     assert not first.equals(other)
 
 
-def test_split_is_stratified_by_gender_with_demos_counts():
+SEEDS = range(6)  # one seed's unstratified draw may balance the genders by chance (seed 0 did)
+
+
+def per_gender(df: pd.DataFrame, split: pd.Series) -> dict[str, dict[str, int]]:
+    """Speakers of each gender in each split: ``{gender: {split: count}}``."""
+    counts = df.assign(split=split).groupby(["gender", "split"])["speaker"].nunique()
+    return {g: {s: int(counts.get((g, s), 0)) for s in ("train", "dev", "test")}
+            for g in sorted(set(df["gender"]))}
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_split_is_stratified_by_gender_with_demos_counts(seed):
     df = corpus(23, 45)
-    spec = SplitSpec(speakers_per_gender={"f": (9, 7, 7), "m": (18, 18, 9)})
+    spec = SplitSpec(speakers_per_gender={"f": (9, 7, 7), "m": (18, 18, 9)}, seed=seed)
     split = assign_splits(df, spec, CLASSES)
     per = df.assign(split=split).groupby(["split", "gender"])["speaker"].nunique()
     assert per["train"].tolist() == [9, 18] and per["dev"].tolist() == [7, 18]
@@ -45,11 +56,25 @@ def test_split_is_stratified_by_gender_with_demos_counts():
     assert sum(len(v) for v in lists.values()) == 68
 
 
-def test_fraction_split_balances_each_gender():
+@pytest.mark.parametrize("seed", SEEDS)
+def test_fraction_split_balances_each_gender(seed):
     df = corpus(10, 10)
-    split = assign_splits(df, SplitSpec(fractions=(0.4, 0.3, 0.3)), CLASSES)
-    per = df.assign(split=split).groupby(["gender", "split"])["speaker"].nunique()
-    assert per["f"].to_dict() == per["m"].to_dict() == {"dev": 3, "test": 3, "train": 4}
+    split = assign_splits(df, SplitSpec(fractions=(0.4, 0.3, 0.3), seed=seed), CLASSES)
+    assert per_gender(df, split) == {"f": {"train": 4, "dev": 3, "test": 3},
+                                     "m": {"train": 4, "dev": 3, "test": 3}}
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_fraction_split_gives_each_gender_its_share_of_every_split(seed):
+    """Genders of unequal size (23 f, 45 m): each split holds each gender in proportion, to
+    within one speaker, whatever the seed."""
+    df = corpus(23, 45)
+    fractions = (0.4, 0.35, 0.25)
+    split = assign_splits(df, SplitSpec(fractions=fractions, seed=seed), CLASSES)
+    for gender, counts in per_gender(df, split).items():
+        size = sum(counts.values())
+        for name, fraction in zip(("train", "dev", "test"), fractions):
+            assert abs(counts[name] - size * fraction) < 1, (gender, counts)
 
 
 def test_split_file_is_used_and_checked(tmp_path):
