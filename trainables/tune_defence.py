@@ -8,10 +8,10 @@ from ray import tune
 
 from trainables import metric_keys as keys
 from trainables.defence_training import DefenceTrainer
-from trainables.device import place, runtime
-from trainables.evaluation import evaluate
 from trainables.builders import build_defence
-from trainables.settings import TrialSettings
+from trainables.device import Runtime, place, runtime
+from trainables.evaluation import Split, evaluate
+from trainables.settings import DefenceTrainingSettings, TrialSettings
 from trainables.trials import DefenceTrial, TrialData
 from trainables.tune_io import load_checkpoint, report, restore, split_tensors
 
@@ -30,8 +30,8 @@ def train_defence_trial(config: dict, data: TrialData, settings: TrialSettings,
     spec = settings.defences[trial.defence]
     model = place(build_defence(spec, len(data.classes)), rt)
     splits = {s: split_tensors(data, s, rt) for s in ("train", *keys.SPLITS)}
-    trainer = DefenceTrainer(model, splits["train"], splits["dev"], settings.defence_training,
-                             seed=trial.training_seed, amp=rt.amp)
+    trainer = build_defence_trainer(model, splits, settings.defence_training,
+                                    trial.training_seed, rt)
     state = restore((resume_from or {}).get(trial.id))
     if state is not None:
         trainer.load_state_dict(state)
@@ -42,6 +42,14 @@ def train_defence_trial(config: dict, data: TrialData, settings: TrialSettings,
     report({**final, "iteration": trainer.iteration, "best_iteration": trainer.best_iteration,
             "best_dev_uar": trainer.best_uar, "finished": True},
            {**trainer.state_dict(), "defence": model.state_dict()})
+
+
+def build_defence_trainer(model: torch.nn.Module, splits: dict[str, Split],
+                          training: DefenceTrainingSettings, seed: int,
+                          rt: Runtime) -> DefenceTrainer:
+    """The trainer of one defence, as its trainable runs it: trained on the train split of
+    ``splits``, its weights selected on dev (never on test, which Table 1 reports)."""
+    return DefenceTrainer(model, splits["train"], splits["dev"], training, seed=seed, amp=rt.amp)
 
 
 def trained_defence(checkpoint: tune.Checkpoint) -> dict:
