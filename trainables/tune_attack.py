@@ -45,7 +45,7 @@ def train_attack_trial(config: dict, data: TrialData, defences: dict, settings: 
     rt = runtime(settings.performance, settings.attack_cpus)
     models = _defences(settings, ray.get(defences[trial.seed]), len(data.classes), rt)
     splits = {s: split_tensors(data, s, rt) for s in ("train", *keys.SPLITS)}
-    loop = _stage_loop(trial, settings, rt, models, splits["train"])
+    loop = build_stage_loop(trial, settings, rt, models, splits)
     _start(loop, trial, first_stages or {}, (resume_from or {}).get(trial.id))
     stage_reports = StageReports(trial, settings, rt, models, splits, data)
     loop.run(stage_reports.callbacks())
@@ -62,10 +62,14 @@ def _defences(settings: TrialSettings, weights: dict, num_classes: int, rt: Runt
     return defences
 
 
-def _stage_loop(trial: AttackTrial, settings: TrialSettings, rt: Runtime,
-                defences: dict[str, nn.Module], train: Split) -> StageLoop:
+def build_stage_loop(trial: AttackTrial, settings: TrialSettings, rt: Runtime,
+                     defences: dict[str, nn.Module], splits: dict[str, Split]) -> StageLoop:
+    """The trial's stage loop, as its trainable runs it: the plan's attacker (the universal
+    perturbation at ``attack.universal_lr``), its regulariser, against the trial's defences, on
+    the train split of ``splits`` (its minibatches and the regulariser's importance alike)."""
     attack = attack_settings_for(trial.plan.attacker, settings.attack)
     lifelong = settings.lifelong
+    train = splits["train"]
     torch.manual_seed(trial.seed)
     attacker = place(build_attacker(trial.plan.attacker, attack, tuple(train[0].shape[1:])), rt)
     regulariser = build_regulariser(trial.regulariser, trial.lam or 0.0, fisher=lifelong.fisher,
