@@ -68,3 +68,17 @@ def test_a_relabelled_manifest_gets_another_cache(tmp_path):
     np.testing.assert_array_equal(loaded.labels, relabelled["label"].to_numpy())
     assert list(loaded.table["emotion"]) == list(relabelled["emotion"])
 
+
+def test_renamed_classes_get_another_cache(tmp_path):
+    """Classes renamed in the CSV keep their alphabetical order, so every file keeps its label
+    index; the cache must still be another one, whose classes carry the new names."""
+    rows = audio(tmp_path / "audio")
+    _, first, _ = cache_of(
+        manifest(tmp_path / "a.csv", rows, lambda r: EMOTIONS[r["item"]]), tmp_path / "cache")
+    renamed = ("angry", "happy", "sad")
+    table, other, loaded = cache_of(
+        manifest(tmp_path / "b.csv", rows, lambda r: renamed[r["item"]]), tmp_path / "cache")
+    assert table.attrs["classes"] == list(renamed)
+    assert other != first
+    assert loaded.classes == list(renamed)
+    assert list(loaded.table["emotion"]) == list(table["emotion"])

@@ -36,16 +36,17 @@ FORMAT_VERSION = 1
 
 
 def cache_key(df: pd.DataFrame, settings: FeatureSettings, on_bad_file: str) -> str:
-    """A hash of the files (path, size, modification time), labels, split and settings."""
+    """A hash of the files (path, size, modification time), labels (the emotion's name and its
+    index: classes renamed in a manifest keep their indices), split and settings."""
     digest = hashlib.sha256()
     digest.update(json.dumps([FORMAT_VERSION, settings.as_dict(), on_bad_file]).encode())
-    for path, label, split in zip(df["path"], df["label"], df["split"]):
+    for path, emotion, label, split in zip(df["path"], df["emotion"], df["label"], df["split"]):
         try:
             stat = os.stat(path)
             identity = (stat.st_size, stat.st_mtime_ns)
         except OSError:
             identity = (-1, -1)  # a missing file is reported when features are computed
-        digest.update(f"{path}\0{identity}\0{label}\0{split}\n".encode())
+        digest.update(f"{path}\0{identity}\0{emotion}\0{label}\0{split}\n".encode())
     return digest.hexdigest()[:20]
 
 
