@@ -25,7 +25,8 @@ def constructed_trials(seeds, uar, defences=DEFENCES) -> tuple:
     seed, lam, kind)`` (kind ``adv`` or ``noise``, UAR in percent), for ``defences``: its
     config, its trial table and its clean defences."""
     config = load_config(PROJECT_ROOT / "configs" / "smoke.yaml",
-                         [f"grid.seeds=[{','.join(map(str, seeds))}]"])
+                         [f"grid.seeds=[{','.join(map(str, seeds))}]",
+                          "grid.lambdas=[100.0, 10000.0]"])  # paper_like's forgetting: log10
 
     def metrics_of(trial, trained):
         metrics = {}
