@@ -7,10 +7,10 @@ so that one 3-defence trial gives both its 2-defence and its 3-defence rows).
 
 A transfer or lifelong trial trains its first stage exactly as the single-task trial on its first
 defence does (same seed, same iterations). With ``grid.share_first_stage`` it starts from that
-trial's final weights instead (``starts_from``), so the attack grid runs as two Tune experiments:
-the trials that start from scratch, then those that continue one of them. Where the grid has no such
-single-task trial but two or more trials share a first stage, a helper trial (``first-stage-...``,
-not a Table-1 row) trains it once for them.
+trial's final weights instead (``starts_from``), so the attack grid runs as two Tune
+experiments: the trials that start from scratch, then those that continue one of them. Where the
+grid has no such single-task trial but two or more trials share a first stage, a helper trial
+(``first-stage-...``, not a Table-1 row) trains it once for them.
 """
 
 from __future__ import annotations
