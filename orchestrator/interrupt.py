@@ -8,6 +8,11 @@ the driver without saving anything. So the driver owns both signals for the whol
 while Tune's loop runs, the first signal asks Tune to stop (through the handler Tune installs
 for SIGUSR1, its "stop the run" signal), outside it the signal raises ``Interrupted``
 at once, as does a second signal (Tune's own "press Ctrl-C again to skip" behaviour).
+
+A signal to the whole process group (GNU ``timeout``, ``kill -- -PGID``) reaches the driver alone:
+the local Ray instance runs in a process group of its own (``orchestrator.ray_session``), so its
+GCS lives on while Tune saves. GNU ``timeout`` sends its signal twice, to the driver and then to
+its group: the same signal again within ``REPEAT_S`` is that one signal, not a second request.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -22,6 +28,7 @@ from contextlib import contextmanager
 os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+REPEAT_S = 1.0
 # Where Tune logs about a stopped experiment.
 TUNE_LOGGERS = ("ray.tune.tune",)
 
@@ -50,9 +57,14 @@ class _StopHandler(logging.Filter):
     def __init__(self) -> None:
         super().__init__()
         self.received: list[int] = []
+        self.last = 0.0  # when the last signal came (time.monotonic)
 
     def __call__(self, signum: int, frame) -> None:
+        now = time.monotonic()
+        if self.received and signum == self.received[-1] and now - self.last < REPEAT_S:
+            return  # one signal sent twice (GNU timeout: to the driver, then to its group)
         self.received.append(signum)
+        self.last = now
         tune_stop = signal.getsignal(signal.SIGUSR1)
         if len(self.received) == 1 and callable(tune_stop):
             tune_stop(signal.SIGUSR1, frame)  # Tune's loop is running: let it save and stop

@@ -8,15 +8,28 @@ stops: nothing is written to ``~/.ray``, and Ray has no reason to warn. A cluste
 ``--address`` keeps the cluster's own setting: set ``RAY_AUTH_MODE=token`` and its token
 (``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``) as that cluster requires. An explicit
 ``RAY_AUTH_MODE``, ``RAY_AUTH_TOKEN`` or ``RAY_AUTH_TOKEN_PATH`` is always respected.
+
+A process group of its own. ``ray.init()`` would start the local instance's processes (GCS,
+raylet, ...) in the driver's process group, so a signal to the whole group (what GNU ``timeout``,
+``kill -- -PGID`` and many schedulers send) stopped the GCS before the driver could save Tune's
+state: the driver then waited 60 s for it and was ended by Ray. So the local instance is a
+``ray start --head --block`` of its own session (as a user starts a cluster), which the driver
+joins by address and stops when the run ends; it is told to stop too when the driver dies
+(``PR_SET_PDEATHSIG`` on Linux), so that a killed driver leaves no Ray instance behind.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -24,6 +37,7 @@ from pathlib import Path
 import ray
 
 from orchestrator.interrupt import reclaim_signals
+from trainables.errors import ProjectError
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +79,77 @@ def _reload_auth_settings() -> None:
     AuthenticationTokenLoader.instance().reset_cache()
 
 
+# Seconds a local instance may take to start, and to stop before what is left of it is killed.
+START_TIMEOUT_S, STOP_TIMEOUT_S = 180, 30
+# Runs ``ray start`` (argv[2:]) with a SIGTERM for it when its parent, the driver (argv[1]),
+# dies: set before exec, kept through it. Not from ``preexec_fn``: that runs Python between
+# fork and exec, unsafe in a driver that has threads.
+_STOP_WITH_PARENT = """
+import ctypes, os, signal, sys
+try:
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG (Linux)
+except AttributeError:
+    pass  # not Linux: the driver stops the instance when the run ends, however it ends
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(1)  # the driver died before the line above
+os.execv(sys.executable, [sys.executable, "-m", "ray.scripts.scripts", *sys.argv[2:]])
+"""
+
+
+@contextmanager
+def _local_head() -> Iterator[str]:
+    """A local Ray instance in a session and process group of its own, for the ``with`` block;
+    yields its GCS address. Its private temporary folder (Ray's sockets, logs and spilled
+    objects) keeps its address out of ``/tmp/ray/ray_current_cluster``, which every plain
+    ``ray.init()`` on the machine would join, and is removed when the instance stops."""
+    folder = Path(tempfile.mkdtemp(prefix="ser-ray-", dir=os.environ.get("SER_RAY_TMPDIR")))
+    log = folder / "ray_start.log"
+    command = [sys.executable, "-c", _STOP_WITH_PARENT, str(os.getpid()), "start", "--head",
+               "--block", "--port=0", "--node-ip-address=127.0.0.1", "--include-dashboard=false",
+               "--disable-usage-stats", f"--temp-dir={folder}"]
+    # Nothing of a run's instance needs draining when it stops: the trials are saved by then.
+    env = {**os.environ, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
+    head = None
+    try:
+        with open(log, "w") as out:
+            head = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        address_file = folder / "ray_current_cluster"
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            address = address_file.read_text().strip() if address_file.exists() else ""
+            if re.fullmatch(r"\S+:\d+", address):
+                break
+            if head.poll() is not None or time.monotonic() > deadline:
+                lines = [line for line in log.read_text().splitlines() if line.strip()]
+                raise ProjectError("the local Ray instance did not start (`ray start` "
+                                   + ("exited" if head.poll() is not None else
+                                      f"took over {START_TIMEOUT_S} s")
+                                   + f"): {lines[-1] if lines else 'no output'}")
+            time.sleep(0.1)
+        yield address
+    finally:
+        if head is not None:
+            _stop_head(head)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _stop_head(head: subprocess.Popen) -> None:
+    """Stop the instance as ``ray stop`` would (its ``ray start`` stops its processes on
+    SIGTERM), then kill whatever of its process group outlived it."""
+    if head.poll() is None:
+        head.terminate()
+        try:
+            head.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(head.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    head.wait()
+
+
 @contextmanager
 def ray_session(address: str | None = None) -> Iterator[None]:
     """Join ``address`` (``auto`` or ``HOST:PORT``) or start a local Ray instance with every
@@ -83,12 +168,10 @@ def ray_session(address: str | None = None) -> Iterator[None]:
             ray.init(address=address, **options)
             where = f"joined the Ray cluster at {address}"
         else:
-            stack.enter_context(_private_token())
-            # "local": a new instance of our own. Without it ray.init() joins whatever cluster
-            # `ray start` last left on this machine (/tmp/ray/ray_current_cluster), another
-            # user's or another run's included, and our trials would run, or fail, there.
-            ray.init(address="local", include_dashboard=False,
-                     _temp_dir=os.environ.get("SER_RAY_TMPDIR"), **options)
+            stack.enter_context(_private_token())  # before the instance: its processes read it
+            # A new instance of our own, joined by its address: a plain ray.init() would join
+            # whatever cluster `ray start` last left on this machine, another user's included.
+            ray.init(address=stack.enter_context(_local_head()), **options)
             where = "started a local Ray instance"
         stack.callback(ray.shutdown)  # before the token goes: callbacks run last-in, first-out
         reclaim_signals()

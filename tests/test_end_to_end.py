@@ -273,3 +273,43 @@ def test_close_lambdas_are_two_trials_each_reported_as_its_own(tmp_path):
     for lam, trial in ((100.0, "lifelong-c-lam1e2-seed0"), (120.0, "lifelong-c-lam1.2e2-seed0")):
         assert after_two.loc[lam, "cnn4_dev"] == round(last.loc[trial, "cnn4/dev/adv_uar"] * 100,
                                                        2)
+
+
+@pytest.mark.timeout(1500)  # run alone, it also makes the module's uninterrupted run
+def test_a_signal_to_the_whole_process_group_ends_the_run_as_sigterm_to_the_driver_does(
+        run, tmp_path):
+    """GNU ``timeout`` (like ``kill -- -PGID`` and schedulers that signal a job's process group)
+    sends SIGTERM to every process of the driver's group. Ray's processes were in it: the GCS
+    died before the driver could save, which then waited 60 s for it and was ended by Ray.
+    ``timeout`` itself is signalled here, at the first progress line of the attack grid: it
+    passes the signal on as when its time is up, to the driver and then to the whole group."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    results = tmp_path / "results"
+    driver = subprocess.Popen(["timeout", "900", sys.executable, str(ROOT / "run_grid.py"),
+                               "--config", str(TINY), "--results", str(results)], cwd=tmp_path,
+                              env=cli_env(), text=True, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    lines, stopped = [], None
+    for line in driver.stdout:
+        lines.append(line.rstrip("\n"))
+        if line.startswith("[attacks") and ": stage " in line:
+            stopped = time.monotonic()
+            os.kill(driver.pid, signal.SIGTERM)
+            break
+    lines += driver.communicate(timeout=300)[0].splitlines()
+    took = time.monotonic() - stopped
+    console = "\n".join(lines)
+    hint = f"finish it with: python run_grid.py --results {results} --resume"
+    assert driver.returncode == 143, console[-3000:]
+    assert lines[-1] == f"interrupted (SIGTERM): {hint}", console[-3000:]
+    assert "Traceback" not in console and "GCS" not in console, console[-3000:]
+    assert took < 50, f"{took:.0f} s from the signal to the end of the run"
+    resumed = run_cli("--results", str(results), "--resume", cwd=tmp_path, timeout=900)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    uninterrupted, _ = run
+    assert (results / "table1.csv").read_text() == (uninterrupted / "table1.csv").read_text()

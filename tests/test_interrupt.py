@@ -71,3 +71,24 @@ def test_report_only_refuses_a_run_that_is_still_running(tmp_path):
     assert report.returncode == 2, report.stdout + report.stderr
     assert report.stderr.count("\n") == 1 and "--report-only reports a run once" in report.stderr
     assert sorted(p.name for p in results.iterdir()) == [".run.lock", "config.yaml"]
+
+
+def test_one_signal_sent_twice_at_once_is_one_stop_request(monkeypatch):
+    """GNU ``timeout`` signals the driver and then its whole group, the driver included: that
+    second copy must not count as a second Ctrl-C, which would skip Tune's last save."""
+    from orchestrator import interrupt
+
+    asked = []
+    monkeypatch.setattr(signal, "getsignal", lambda s: (lambda *a: asked.append(a))
+                        if s == signal.SIGUSR1 else None)
+    handler = interrupt._StopHandler()
+    handler(signal.SIGTERM, None)
+    handler(signal.SIGTERM, None)  # the group's copy, at once
+    assert len(asked) == 1 and handler.received == [signal.SIGTERM]
+    handler.last -= interrupt.REPEAT_S  # a second signal, later: stop at once
+    try:
+        handler(signal.SIGTERM, None)
+    except interrupt.Interrupted as stop:
+        assert stop.exit_code == 143
+    else:
+        raise AssertionError("a second signal later did not stop the run at once")

@@ -5,8 +5,13 @@ from __future__ import annotations
 import pytest
 
 import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
+
+import pytest
 
 from tests.helpers import ROOT
 
@@ -73,3 +78,56 @@ def test_a_worker_drops_only_the_ignored_exit_of_its_shutdown():
     assert result.stdout == "done\n"
     assert "SystemExit" not in result.stderr
     assert "ValueError: a real bug" in result.stderr
+
+
+SLEEPER = """
+import time
+from orchestrator.ray_session import ray_session
+with ray_session():
+    print("up", flush=True)
+    time.sleep(600)
+"""
+
+
+def _processes() -> dict[int, tuple[int, int]]:
+    """Every process's parent and session id, by pid (from /proc)."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # state, ppid, pgrp, session
+        except OSError:
+            continue
+        found[int(stat.parent.name)] = (int(fields[1]), int(fields[3]))
+    return found
+
+
+def _session(leader: int) -> list[int]:
+    return [pid for pid, (_, session) in _processes().items() if session == leader]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_a_killed_driver_leaves_no_ray_instance_behind():
+    """The local instance runs in a session of its own (a signal to the driver's process group
+    must not reach it), so it no longer dies with the driver's group: it is told to stop when
+    the driver dies, even by SIGKILL."""
+    driver = subprocess.Popen([sys.executable, "-c", SLEEPER], cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        assert driver.stdout.readline().startswith("started a local Ray instance")
+        assert driver.stdout.readline() == "up\n"
+        # The driver's child that leads a session of its own, with Ray's processes in it.
+        heads = [pid for pid, (parent, session) in _processes().items()
+                 if parent == driver.pid and session == pid]
+        assert len(heads) == 1, heads
+        head = heads[0]
+        assert len(_session(head)) > 2  # ray start, the GCS, the raylet, ...
+    finally:
+        driver.kill()
+        driver.wait()
+    deadline = time.time() + 60
+    while _session(head) and time.time() < deadline:
+        time.sleep(0.5)
+    left = _session(head)
+    for pid in left:  # not to leave them to the next test
+        os.kill(pid, signal.SIGKILL)
+    assert not left, "the killed driver's Ray instance is still running"
