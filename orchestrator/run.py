@@ -42,6 +42,22 @@ def failure_cause(error: BaseException | None) -> str:
     return f"{type(error).__name__}: {lines[-1][:300] if lines else ''}"
 
 
+def example_names(paths) -> list[str]:
+    """The test utterances' names for their audio examples (``audio/<trial>/<name>_clean.wav``):
+    each file's name without its suffix, with ``~2``, ``~3``... after a name already given (files
+    of one name in two folders would otherwise overwrite each other's examples)."""
+    names: list[str] = []
+    taken: set[str] = set()
+    for path in paths:
+        stem = name = Path(path).stem
+        count = 2
+        while name in taken:
+            name, count = f"{stem}~{count}", count + 1
+        names.append(name)
+        taken.add(name)
+    return names
+
+
 def _trial_data(prepared: PreparedData) -> TrialData:
     """Standardised features of every split, for the object store."""
     features = load_features(prepared.feature_cache)
@@ -49,7 +65,7 @@ def _trial_data(prepared: PreparedData) -> TrialData:
     test = features.table[features.table["split"] == "test"]
     return TrialData(x={s: x for s, (x, _) in splits.items()},
                      y={s: y for s, (_, y) in splits.items()}, classes=features.classes,
-                     test_names=[Path(p).stem for p in test["path"]], mean=features.mean,
+                     test_names=example_names(test["path"]), mean=features.mean,
                      std=features.std)
 
 

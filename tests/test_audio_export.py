@@ -72,3 +72,12 @@ def test_a_zero_perturbation_gives_identical_waveforms():
     x = torch.from_numpy(features)[:, None]
     example = adversarial_examples(Zero(), x, ["z"], np.zeros(64), np.ones(64), SETTINGS, 8)[0]
     np.testing.assert_array_equal(example.clean, example.adversarial)
+
+
+def test_files_of_one_name_in_two_folders_get_examples_of_their_own():
+    from orchestrator.run import example_names
+
+    paths = ["/c/a/PR_f_01_rab00a.wav", "/c/b/PR_f_01_rab00a.wav", "/c/PR_f_01_rab00a~2.wav",
+             "/c/m.flac", "/c/a/PR_f_01_rab00a.flac"]
+    assert example_names(paths) == ["PR_f_01_rab00a", "PR_f_01_rab00a~2", "PR_f_01_rab00a~2~2",
+                                    "m", "PR_f_01_rab00a~3"]
