@@ -6,6 +6,7 @@ import argparse
 import copy
 import errno
 import logging
+import shlex
 import signal
 from pathlib import Path
 
@@ -110,8 +111,10 @@ def _resume_hint(args: argparse.Namespace) -> str:
         return "nothing was changed; run the same command again"
     if not (Path(args.results) / CONFIG_FILE).exists():
         return "no run was saved yet; run the same command again to start it"
-    command = f"python run_grid.py --results {args.results} --resume"
-    return f"finish it with: {command}" + (f" --address {args.address}" if args.address else "")
+    # Quoted where the shell needs it (a folder name with a space): a command to copy and run.
+    command = f"python run_grid.py --results {shlex.quote(args.results)} --resume"
+    return f"finish it with: {command}" + (f" --address {shlex.quote(args.address)}"
+                                           if args.address else "")
 
 
 def main(argv: list[str] | None = None) -> int:

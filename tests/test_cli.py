@@ -138,3 +138,14 @@ def test_resume_and_report_only_refuse_settings_other_than_the_runs(tmp_path):
                           (["--report-only", "--address", "auto"], "drop --address auto")):
         result = run_cli("--results", str(results), *args, cwd=tmp_path, timeout=60)
         assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+def test_the_resume_command_is_quoted_for_the_shell(tmp_path):
+    """A results folder with a space: the printed command must run as printed."""
+    from orchestrator.cli import _resume_hint, build_parser
+
+    results = tmp_path / "my results"
+    results.mkdir()
+    (results / "config.yaml").write_text("name: x\n")
+    hint = _resume_hint(build_parser().parse_args(["--results", str(results)]))
+    assert hint == f"finish it with: python run_grid.py --results '{results}' --resume"
