@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 
 from orchestrator.config import config_to_dict, load_config
@@ -46,6 +47,7 @@ def _stop_once_the_grid_runs(results: Path, how: str, *args: str) -> tuple[int, 
     return driver.returncode, lines
 
 
+@pytest.mark.timeout(900)  # three runs, each starting its own Ray instance (`ray start`)
 def test_ctrl_c_and_sigterm_end_in_one_line_and_resume_finishes_the_run(tmp_path):
     results = tmp_path / "r"
     hint = f"finish it with: python run_grid.py --results {results} --resume"
