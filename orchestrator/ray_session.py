@@ -103,7 +103,7 @@ def _local_head() -> Iterator[str]:
     objects) keeps its address out of ``/tmp/ray/ray_current_cluster``, which every plain
     ``ray.init()`` on the machine would join, and is removed when the instance stops."""
     folder = Path(tempfile.mkdtemp(prefix="ser-ray-", dir=os.environ.get("SER_RAY_TMPDIR")))
-    log = folder / "ray_start.log"
+    start_log = folder / "ray_start.log"
     command = [sys.executable, "-c", _STOP_WITH_PARENT, str(os.getpid()), "start", "--head",
                "--block", "--port=0", "--node-ip-address=127.0.0.1", "--include-dashboard=false",
                "--disable-usage-stats", f"--temp-dir={folder}"]
@@ -111,7 +111,7 @@ def _local_head() -> Iterator[str]:
     env = {**os.environ, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
     head = None
     try:
-        with open(log, "w") as out:
+        with open(start_log, "w") as out:
             head = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=out,
                                     stderr=subprocess.STDOUT, start_new_session=True)
         address_file = folder / "ray_current_cluster"
@@ -121,7 +121,8 @@ def _local_head() -> Iterator[str]:
             if re.fullmatch(r"\S+:\d+", address):
                 break
             if head.poll() is not None or time.monotonic() > deadline:
-                lines = [line for line in log.read_text().splitlines() if line.strip()]
+                lines = [line for line in start_log.read_text().splitlines()
+                         if line.strip()]
                 raise ProjectError("the local Ray instance did not start (`ray start` "
                                    + ("exited" if head.poll() is not None else
                                       f"took over {START_TIMEOUT_S} s")
