@@ -24,6 +24,8 @@ SCRIPT = """
 import os, subprocess, sys
 import ray
 from orchestrator.ray_session import ray_session
+from trainables.console import show_messages
+show_messages()  # the project's lines on the console, as the CLI shows them
 with ray_session():
     token = os.environ["RAY_AUTH_TOKEN_PATH"]
     print("mode", oct(os.stat(token).st_mode & 0o777), oct(os.stat(os.path.dirname(token)).st_mode & 0o777))
@@ -83,6 +85,8 @@ def test_a_worker_drops_only_the_ignored_exit_of_its_shutdown():
 SLEEPER = """
 import time
 from orchestrator.ray_session import ray_session
+from trainables.console import show_messages
+show_messages()
 with ray_session():
     print("up", flush=True)
     time.sleep(600)
