@@ -1,5 +1,13 @@
 """The method on real (synthetic) audio: a defence learns the corpus on held-out speakers, and
-the attacker then lowers its UAR. Small sizes, plain PyTorch, no Ray."""
+the attacker then lowers its UAR. Small sizes, plain PyTorch, no Ray.
+
+Each holds on several speaker splits, not one draw. Measured over split seeds 0-4 (12 speakers,
+5 in train): the defence's clean test UAR 0.30-0.45 (chance 1/7); the attacker's test UAR
+0.40-0.53 of the clean one after 150 steps at lr 0.01. At lr 0.003 the same 150 steps ended
+while the attack was still starting (the defence still right on 90-100 % of the attacked train
+inputs), so where the budget fell in that start decided the test: 0.64 of clean on split seed 0,
+0.84 on seed 1; at lr 0.01 it has settled by step 100-150.
+"""
 
 import pytest
 import torch
@@ -17,12 +25,13 @@ from trainables.settings import AttackSettings
 from trainables.stage_loop import LoopSettings, StageLoop
 from trainables.stages import make_plan
 from trainables.data.synthetic import ensure_corpus
-from trainables.data.settings import SyntheticSpec
+from trainables.data.settings import SplitSpec, SyntheticSpec
 
 # Real Ray or a real subprocess in every test (``pytest -m "not slow"`` leaves them out).
 pytestmark = pytest.mark.slow
 
 SPEC = SyntheticSpec(speakers=12, utterances_per_emotion=4, min_seconds=1.0, max_seconds=2.0)
+SPLIT_SEEDS = (0, 1, 2)  # 1: the draw the old schedule failed on; 2: the weakest defence
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -37,10 +46,10 @@ def _two_threads():
     torch.set_num_threads(previous)
 
 
-@pytest.fixture(scope="module")
-def splits():
+@pytest.fixture(scope="module", params=SPLIT_SEEDS, ids=lambda seed: f"split{seed}")
+def splits(request):
     root = ensure_corpus(cache_dir(), SPEC)
-    table = scan_corpus(root, "synthetic")
+    table = scan_corpus(root, "synthetic", split=SplitSpec(seed=request.param))
     features = load_features(build_feature_cache(table, FeatureSettings(frames=64),
                                                  cache_dir() / "features", progress=False))
     return {s: tuple(map(torch.from_numpy, features.standardised(s)))
@@ -58,7 +67,7 @@ def defence(splits):
 
 def test_a_small_defence_beats_chance_clearly_on_held_out_speakers(defence, splits):
     metrics = evaluate(None, {"cnn4": defence}, {"test": splits["test"]})
-    assert metrics["cnn4/test/clean_uar"] > 2 / 7  # chance is 1/7
+    assert metrics["cnn4/test/clean_uar"] > 0.25  # chance is 1/7; measured 0.30-0.45
 
 
 def test_the_attacker_lowers_the_defences_uar(defence, splits):
@@ -66,10 +75,9 @@ def test_the_attacker_lowers_the_defences_uar(defence, splits):
     attacker = build("atrous", width=0.125)
     loop = StageLoop(attacker, {"cnn4": defence}, make_plan("single-task", ("cnn4",), 150, 0),
                      build_regulariser("none"), *splits["train"],
-                     LoopSettings(AttackSettings(lr=3e-3, alpha=0.5, batch_size=32)))
+                     LoopSettings(AttackSettings(lr=1e-2, alpha=0.5, batch_size=16)))
     loop.run()
     metrics = evaluate(attacker, {"cnn4": defence}, {"test": splits["test"]})
-    # A quarter off the clean UAR: the split draw moves this ratio (about 0.71 with one thread
-    # in a full-suite run, below 0.7 alone); a seed-robust threshold is issue 26's open item.
-    assert metrics["cnn4/test/adv_uar"] < 0.75 * metrics["cnn4/test/clean_uar"]
+    # Measured over split seeds 0-4: 0.40-0.53 of the clean UAR.
+    assert metrics["cnn4/test/adv_uar"] < 0.7 * metrics["cnn4/test/clean_uar"]
     assert metrics["perturbation/test/snr_db"] > 0
