@@ -54,27 +54,31 @@ def test_per_sample_fisher_equals_a_loop_of_backward_passes_and_minibatch_at_bat
     assert sum(v.sum() for v in larger.values()) < sum(v.sum() for v in fisher.values())
 
 
-def train_two_tasks(regulariser: str, strength: float) -> float:
-    """Stage 1 attacks defence A, stage 2 defence B; returns stage 1's loss at the end."""
-    torch.manual_seed(0)
+def train_two_tasks(regulariser: str, strength: float, seed: int = 0) -> float:
+    """Stage 1 attacks defence A, stage 2 defence B; returns stage 1's loss at the end.
+    ``seed`` draws the attacker, the two defences, the data and the minibatches."""
+    torch.manual_seed(seed)
     attacker = TinyAttacker()
-    defences = {"a": defence(1), "b": defence(2)}
-    x, y = data(256)
+    defences = {"a": defence(1 + 10 * seed), "b": defence(2 + 10 * seed)}
+    x, y = data(256, seed)
     plan = make_plan("lifelong", ("a", "b"), 150, 150, regulariser)
     loop = StageLoop(attacker, defences, plan,
                      build_regulariser(regulariser if regulariser != "none" else "none", strength),
                      x, y, LoopSettings(AttackSettings(alpha=0.9, lr=3e-2, batch_size=64),
-                                          LifelongSettings(fisher_samples=256)))
+                                          LifelongSettings(fisher_samples=256), seed=seed))
     loop.run()
     attacker.eval()
     with torch.no_grad():
         return loop.stage_loss(plan.stages[0])(attacker(x), x, y).mean().item()
 
 
-def test_ewc_with_a_large_lambda_remembers_the_first_task_better_than_transfer():
-    transfer = train_two_tasks("none", 0.0)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ewc_with_a_large_lambda_remembers_the_first_task_better_than_transfer(seed):
+    """Measured on seeds 0-5: EWC and online EWC end with 0.24-0.32 of transfer's first-task
+    loss."""
+    transfer = train_two_tasks("none", 0.0, seed)
     for name in ("ewc", "online_ewc"):
-        assert train_two_tasks(name, 1e4) < 0.9 * transfer, name
+        assert train_two_tasks(name, 1e4, seed) < 0.5 * transfer, name
 
 
 @pytest.mark.parametrize("name", ["ewc", "online_ewc", "si", "mas"])
