@@ -99,14 +99,16 @@ os.execv(sys.executable, [sys.executable, "-m", "ray.scripts.scripts", *sys.argv
 @contextmanager
 def _local_head() -> Iterator[str]:
     """A local Ray instance in a session and process group of its own, for the ``with`` block;
-    yields its GCS address. Its private temporary folder (Ray's sockets, logs and spilled
-    objects) keeps its address out of ``/tmp/ray/ray_current_cluster``, which every plain
-    ``ray.init()`` on the machine would join, and is removed when the instance stops."""
+    yields its GCS address. Its temporary folder (Ray's sockets, logs and spilled objects, and
+    the address this driver joins) keeps its address out of ``/tmp/ray/ray_current_cluster``,
+    which every plain ``ray.init()`` on the machine would join. Ray makes that folder writable
+    by everyone; it sits in a private one (0700), so that no other user can reach into it, and
+    is removed when the instance stops."""
     folder = Path(tempfile.mkdtemp(prefix="ser-ray-", dir=os.environ.get("SER_RAY_TMPDIR")))
-    start_log = folder / "ray_start.log"
+    start_log, temp = folder / "ray_start.log", folder / "ray"
     command = [sys.executable, "-c", _STOP_WITH_PARENT, str(os.getpid()), "start", "--head",
                "--block", "--port=0", "--node-ip-address=127.0.0.1", "--include-dashboard=false",
-               "--disable-usage-stats", f"--temp-dir={folder}"]
+               "--disable-usage-stats", f"--temp-dir={temp}"]
     # Nothing of a run's instance needs draining when it stops: the trials are saved by then.
     env = {**os.environ, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
     head = None
@@ -114,7 +116,7 @@ def _local_head() -> Iterator[str]:
         with open(start_log, "w") as out:
             head = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=out,
                                     stderr=subprocess.STDOUT, start_new_session=True)
-        address_file = folder / "ray_current_cluster"
+        address_file = temp / "ray_current_cluster"
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             address = address_file.read_text().strip() if address_file.exists() else ""
