@@ -39,7 +39,20 @@ class DefenceTrainer:
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         index = torch.multinomial(self.weights, self.settings.batch_size, replacement=True,
                                   generator=self.generator)
-        return self.x[index], self.y[index]
+        x = self.x[index]
+        if self.settings.noise_rms > 0:
+            x = x + self._noise(x.shape)
+        return x, self.y[index]
+
+    def _noise(self, shape: torch.Size) -> torch.Tensor:
+        """The training noise (``DefenceTrainingSettings.noise_rms``), drawn from the trainer's
+        generator so that a resumed defence draws what it would have."""
+        device, generator = self.x.device, self.generator
+        scale = torch.rand(shape[0], device=device, generator=generator) * self.settings.noise_rms
+        noisy = torch.rand(shape[0], device=device, generator=generator) \
+            < self.settings.noise_probability
+        noise = torch.randn(shape, device=device, generator=generator).abs_()
+        return noise * (scale * noisy).view(-1, *[1] * (len(shape) - 1)).to(noise.dtype)
 
     def evaluate(self) -> float:
         self.model.eval()
@@ -51,7 +64,7 @@ class DefenceTrainer:
             self.best_state = copy.deepcopy(self.model.state_dict())
         return score
 
-    def run(self, on_eval: Callable[[dict, "DefenceTrainer"], None] | None = None) -> nn.Module:
+    def run(self, on_eval: Callable[[dict, DefenceTrainer], None] | None = None) -> nn.Module:
         """Train to the end; returns the model with its best weights loaded."""
         self.model.train()
         running = torch.zeros((), device=self.x.device)

@@ -48,10 +48,20 @@ class DefenceTrainingSettings:
     lr: float = 1e-3
     eval_every: int = 250
     balanced: bool = True  # sample classes equally often (DEMoS is imbalanced)
+    # Noise added to training inputs, as SER systems are trained on noisy speech: with
+    # probability ``noise_probability`` an input gets ``s * |N(0, 1)|`` at each time-frequency
+    # point, ``s`` drawn uniformly from [0, ``noise_rms``] (standardised feature units). It is
+    # non-negative because the attacks' perturbations are (the attacker's output lies in
+    # (0, 1)), so a defence trained with it is not fooled by mere noise of an attack's energy,
+    # which the noise-control rows measure. 0 leaves the inputs as they are (the paper).
+    noise_rms: float = 0.0
+    noise_probability: float = 0.5
 
     def __post_init__(self) -> None:
         for key in ("iterations", "batch_size", "lr", "eval_every"):
             positive(key, getattr(self, key))
+        positive("noise_rms", self.noise_rms, allow_zero=True)
+        within("noise_probability", self.noise_probability, 0.0, 1.0)
 
 
 @dataclass(frozen=True)
