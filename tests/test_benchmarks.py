@@ -22,10 +22,11 @@ def test_quick_benchmarks_run_and_write_json(tmp_path):
     assert report["packing"]["2_trials_samples_per_s"] > 0
     assert "attacker training" in result.stdout
     grid = report["paper_grid"]
-    # configs/paper.yaml: 3 x 10k single-task, 11k + 11k + 12k multi-task, and 10 sequence trials
-    # of 10k + 1k + 1k (transfer, 4 lambdas), whose first stages the single-task trials train.
-    assert grid["unshared_attacker_steps"] == 30_000 + 34_000 + 10 * 12_000
-    assert grid["shared_first_stage_attacker_steps"] == 30_000 + 34_000 + 10 * 2_000
+    # configs/paper.yaml: 3 x 10k single-task, 11k + 11k + 12k multi-task, and 14 sequence trials
+    # of 10k + 1k + 1k (two orders x transfer and 6 lambdas), whose first stages the single-task
+    # trials train.
+    assert grid["unshared_attacker_steps"] == 30_000 + 34_000 + 14 * 12_000
+    assert grid["shared_first_stage_attacker_steps"] == 30_000 + 34_000 + 14 * 2_000
     assert 0 < grid["shared_first_stage_projected_min"] < grid["unshared_projected_min"]
 
 
