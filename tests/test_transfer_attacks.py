@@ -4,6 +4,9 @@ a linear softmax model, whose input gradient is known in closed form:
 
 from __future__ import annotations
 
+import math
+
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -11,9 +14,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from trainables.losses import cw_margin
-from trainables.transfer_attacks import (METHODS, AttackParameters, TransferAttack, data_range,
-                                         diverse_input, iterative_attack, momentum_update,
-                                         objective, project, variance_term)
+from trainables.metrics import snr_db
+from trainables.transfer_attacks import (METHODS, AttackParameters, TransferAttack, bisect_eps,
+                                         calibrate_eps, data_range, diverse_input,
+                                         iterative_attack, momentum_update, objective, project,
+                                         variance_term)
 
 SHAPE = (1, 3, 5)  # (C, T, F): non-square on purpose
 CLASSES = 4
@@ -265,3 +270,32 @@ def test_surrogates_in_training_mode_and_unknown_attacks_are_refused():
             assert message in str(error)
         else:
             raise AssertionError(message)
+
+
+def test_bisection_finds_the_budget_of_a_target_snr_from_either_side():
+    calls = []
+
+    def snr(eps):  # a sign perturbation of +-eps everywhere on unit-power inputs
+        calls.append(eps)
+        return -20 * math.log10(eps)
+
+    for start in (1e-4, 0.05, 30.0):
+        calls.clear()
+        found = bisect_eps(snr, 20.0, start, tolerance_db=0.1)
+        assert abs(found.snr_db - 20.0) <= 0.1 and abs(found.eps - 0.1) < 0.002
+        assert found.evaluations == len(calls) <= 24
+    with pytest.raises(ValueError, match="no eps reached"):
+        bisect_eps(lambda eps: max(-20 * math.log10(eps), 15.0), 10.0, 0.1)  # a capped energy
+
+
+def test_a_calibrated_attack_has_the_target_snr_on_its_subset_within_half_a_db():
+    model, (x, y) = linear(0), inputs(n=16)
+    bounds = (torch.full((1, 1, 1, 5), -2.0), torch.full((1, 1, 1, 5), 2.0))
+    parameters = AttackParameters(steps=4, vmi_samples=2)
+    for method in METHODS:
+        found = calibrate_eps(method, x, y, [model], 18.0, parameters, bounds, seed=1)
+        attack = TransferAttack(method, [model], found.eps, parameters, bounds, seed=1)
+        eta = attack(x, y)
+        measured = snr_db(x.pow(2).sum().item(), eta.pow(2).sum().item())
+        assert abs(measured - 18.0) <= 0.5, (method, measured, found)
+        assert found.evaluations < 12

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from trainables import metric_keys as keys
-from trainables.metrics import confusion_matrix, uar
+from trainables.metrics import confusion_matrix, snr_db, uar
 
 Split = tuple[torch.Tensor, torch.Tensor]
 
@@ -65,7 +65,7 @@ def adversarial_predictions(attacker: nn.Module, defences: Mapping[str, nn.Modul
         eta_sum += eta.sum(dim=0)
     n = len(x)
     shared = (eta_sum / n).pow(2).sum().item() / max(energy / n, 1e-30)
-    size = {"mse": energy / x.numel(), "snr_db": float(10 * np.log10(signal / max(energy, 1e-30))),
+    size = {"mse": energy / x.numel(), "snr_db": snr_db(signal, energy),
             "mean_eta": total / x.numel(), "shared_energy": shared}
     as_numpy = {name: torch.cat(p).cpu().numpy() for name, p in adversarial.items()}
     return as_numpy, {name: torch.cat(p).cpu().numpy() for name, p in noise.items()}, size

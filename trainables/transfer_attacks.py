@@ -50,6 +50,11 @@ forty lines; ours, tested against hand computations in ``tests/test_transfer_att
 
 Every random draw (PGD's start, DI's transform, VMI's neighbours) comes from the
 ``torch.Generator`` passed in: the same seed gives the same perturbation.
+
+**The same perturbation size.** Two attacks are compared at the same SNR, not the same eps
+(the generator has no eps): ``calibrate_eps`` finds, by bisection on a dev subset, the eps at
+which a baseline's mean SNR (``trainables.metrics.snr_db``, as every attack is sized) is within
+a tolerance of a target.
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from trainables.losses import cw_margin
+from trainables.metrics import snr_db
 
 Loss = Literal["cross_entropy", "margin"]
 DataRange = tuple[torch.Tensor, torch.Tensor]
@@ -290,3 +296,83 @@ class TransferAttack(nn.Module):
     @property
     def seconds_per_utterance(self) -> float:
         return self.seconds / self.utterances if self.utterances else float("nan")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A calibrated budget: ``eps``, the SNR its attack had on the calibration subset, and the
+    attacks run to find it."""
+
+    eps: float
+    snr_db: float
+    evaluations: int
+
+
+def bisect_eps(snr_of: Callable[[float], float], target_db: float, start: float,
+               tolerance_db: float = 0.25, max_evaluations: int = 24) -> Calibration:
+    """The first eps found with ``|snr_of(eps) - target_db| <= tolerance_db``, by bisection in
+    log eps: from ``start`` the budget is doubled (or halved) until the SNR crosses the target,
+    then the bracket is halved. SNR falls as eps grows (a larger ball, a louder sign step), so
+    the bracket always holds a crossing; ``snr_of`` need not be smooth. ``ValueError`` if the
+    target is not reached within ``max_evaluations`` attacks (e.g. the data range caps the
+    perturbation's energy below what the target needs)."""
+    if not start > 0:
+        raise ValueError(f"start must be > 0, got {start}")
+    evaluations = 0
+
+    def measure(eps: float) -> float:
+        nonlocal evaluations
+        evaluations += 1
+        return snr_of(eps)
+
+    quiet: float | None = None  # an eps whose SNR is above the target
+    loud: float | None = None  # ... below it
+    eps = start
+    while evaluations < max_evaluations:
+        snr = measure(eps)
+        if abs(snr - target_db) <= tolerance_db:
+            return Calibration(eps, snr, evaluations)
+        if snr > target_db:
+            quiet = eps
+        else:
+            loud = eps
+        if quiet is not None and loud is not None:
+            eps = math.sqrt(quiet * loud)
+        else:
+            eps = eps * 2 if loud is None else eps / 2
+    raise ValueError(f"no eps reached {target_db:.2f} dB SNR within {tolerance_db} dB in "
+                     f"{max_evaluations} attacks (last: eps {eps:.4g}, between "
+                     f"{quiet} (quieter) and {loud} (louder))")
+
+
+def attack_snr_db(method: str, x: torch.Tensor, y: torch.Tensor,
+                  surrogates: Sequence[nn.Module], eps: float,
+                  parameters: AttackParameters = AttackParameters(),
+                  bounds: DataRange | None = None, seed: int = 0,
+                  batch_size: int = 256) -> float:
+    """The SNR of ``method``'s perturbation of ``x`` at budget ``eps``, over every input and
+    position as the evaluation sizes an attack (``trainables.metrics.snr_db``). Its draws start
+    from ``seed`` each call, so it is a function of ``eps`` alone."""
+    generator = torch.Generator(device=x.device).manual_seed(seed)
+    signal = energy = 0.0
+    for chunk, labels in zip(x.split(batch_size), y.split(batch_size)):
+        x_adv = iterative_attack(method, chunk, labels, surrogates, eps, parameters, bounds,
+                                 generator)
+        signal += chunk.float().pow(2).sum().item()
+        energy += (x_adv - chunk.float()).pow(2).sum().item()
+    return snr_db(signal, energy)
+
+
+def calibrate_eps(method: str, x: torch.Tensor, y: torch.Tensor,
+                  surrogates: Sequence[nn.Module], target_db: float,
+                  parameters: AttackParameters = AttackParameters(),
+                  bounds: DataRange | None = None, seed: int = 0,
+                  tolerance_db: float = 0.25, batch_size: int = 256) -> Calibration:
+    """The eps at which ``method``'s mean SNR on ``x`` (a dev subset, true classes ``y``) is
+    within ``tolerance_db`` of ``target_db``. The search starts where a perturbation of +-eps
+    at every position would have the target SNR (sign steps spend most of the budget, so the
+    answer is near it, a little above)."""
+    start = math.sqrt(x.float().pow(2).mean().item() / 10 ** (target_db / 10))
+    return bisect_eps(lambda eps: attack_snr_db(method, x, y, surrogates, eps, parameters,
+                                                bounds, seed, batch_size),
+                      target_db, start, tolerance_db)
