@@ -3,7 +3,9 @@
 Reading it should feel like reading Table 1: single-task rows (one per defence), multi-task rows
 (every prefix of two or more defences of each sequence, each set once), and transfer and
 lifelong rows (one trial per sequence, and per lambda for lifelong, reporting after every stage
-so that one 3-defence trial gives both its 2-defence and its 3-defence rows).
+so that one 3-defence trial gives both its 2-defence and its 3-defence rows), and the
+per-example baselines (one trial per method and surrogate set, in the first experiment: they
+train nothing, so nothing is shared).
 
 A transfer or lifelong trial trains its first stage exactly as the single-task trial on its first
 defence does (same seed, same iterations). With ``grid.share_first_stage`` it starts from that
@@ -21,7 +23,7 @@ from decimal import Decimal
 from orchestrator.config import ExperimentConfig
 from trainables.regularisers import REGULARISERS
 from trainables.errors import ConfigError
-from trainables.stages import Plan, Stage, make_plan
+from trainables.stages import BASELINES, Plan, Stage, make_plan
 from trainables.trials import AttackTrial, DefenceTrial
 
 # The Tune experiments of a run, in its storage: the defences, the attack trials that start from
@@ -88,10 +90,27 @@ def defence_trials(config: ExperimentConfig) -> list[DefenceTrial]:
     return trials
 
 
+def defence_sets(config: ExperimentConfig) -> list[tuple[str, ...]]:
+    """Each attacked defence alone (beside single-task) and each sequence's defences together
+    (beside multi-task), each set once: what the universal perturbation is trained on, and by
+    default what the per-example baselines are computed on."""
+    sets = {frozenset([name]): (name,) for name in config.attacked_defences}
+    for sequence in config.grid.sequences.values():
+        sets.setdefault(frozenset(sequence), tuple(sequence))
+    return list(sets.values())
+
+
+def surrogate_sets(config: ExperimentConfig) -> list[tuple[str, ...]]:
+    """The surrogate sets of the per-example baselines: ``baselines.surrogates`` as given, or
+    by default ``defence_sets``."""
+    return [tuple(s) for s in config.baselines.surrogates] or defence_sets(config)
+
+
 def attack_trials(config: ExperimentConfig) -> list[AttackTrial]:
-    """One trial per strategy x sequence x lambda x seed (lambda for lifelong only). Held-out
-    defences are never attacked: single-task and universal trials attack each of the others,
-    the sequences hold none (the config checks)."""
+    """One trial per strategy x sequence x lambda x seed (lambda for lifelong only), and per
+    baseline method x surrogate set x seed. Held-out defences are never attacked: single-task
+    and universal trials attack each of the others, the sequences and surrogate sets hold none
+    (the config checks)."""
     grid, attack = config.grid, config.attack
     trials: list[AttackTrial] = []
 
@@ -117,13 +136,11 @@ def attack_trials(config: ExperimentConfig) -> list[AttackTrial]:
                         seen.add(frozenset(sequence[:k]))
                         add("multi-task", "", tuple(sequence[:k]), None, seed)
         if "universal" in grid.strategies:
-            # Against each attacked defence (beside single-task) and against each sequence's
-            # defences together (beside multi-task).
-            sets = {frozenset([name]): (name,) for name in config.attacked_defences}
-            for sequence in grid.sequences.values():
-                sets.setdefault(frozenset(sequence), tuple(sequence))
-            for defences in sets.values():
+            for defences in defence_sets(config):
                 add("universal", "", defences, None, seed)
+        for method in (s for s in BASELINES if s in grid.strategies):
+            for defences in surrogate_sets(config):
+                add(method, "", defences, None, seed)
         for name, sequence in grid.sequences.items():
             if "transfer" in grid.strategies:
                 add("transfer", name, tuple(sequence), None, seed)

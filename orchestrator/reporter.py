@@ -20,13 +20,14 @@ from orchestrator.records import read_defences, read_status, stage_records
 from orchestrator.trial_table import trained_on, trial_table
 from trainables import metric_keys as keys
 from trainables.figures import figure2, load_figure_data, save_png
+from trainables.stages import BASELINES
 from trainables.trial_folder import AUDIO_FOLDER, FIGURE_FILE, SNR_FILE
 from trainables.trials import AttackTrial
 
 log = logging.getLogger(__name__)
 
 TABLE_METHODS = ("clean", "single-task", "noise", "universal", "multi-task", "transfer",
-                 "lifelong")
+                 "lifelong", *BASELINES)
 
 
 def _labels(config: ExperimentConfig, names) -> str:
@@ -230,7 +231,7 @@ def figure3(config: ExperimentConfig, sweep: pd.DataFrame, path: Path) -> None:
 def figure2_png(storage: Path, trials: pd.DataFrame, path: Path) -> bool:
     """Figure 2 from the recorded utterance of the preferred finished trial (lifelong, else
     any); returns whether one was written."""
-    order = ["lifelong", "multi-task", "transfer", "single-task", "universal"]
+    order = ["lifelong", "multi-task", "transfer", "single-task", "universal", *BASELINES]
     ranked = trials.sort_values("strategy", key=lambda s: s.map(order.index))
     for trial_id, experiment in ranked[["trial_id", "tune_experiment"]].drop_duplicates() \
             .itertuples(index=False):

@@ -1,4 +1,5 @@
-"""The Ray Tune trainable that trains one attacker through its plan's stages."""
+"""The Ray Tune trainable that trains one attacker through its plan's stages, or computes a
+per-example baseline (``trainables.transfer_attacks``) and records it the same way."""
 
 from __future__ import annotations
 
@@ -18,8 +19,11 @@ from trainables.device import Runtime, place, runtime
 from trainables.evaluation import Split, evaluate
 from trainables.figures import figure2, figure_inputs, figure_to_array, save_figure_data
 from trainables.regularisers import build_regulariser
-from trainables.settings import TrialSettings
-from trainables.stage_loop import LoopCallbacks, LoopSettings, StageLoop
+from trainables.settings import BaselineSettings, TrialSettings
+from trainables.stage_loop import LoopCallbacks, LoopSettings, StageLoop, freeze
+from trainables.stages import BASELINES
+from trainables.transfer_attacks import (AttackParameters, TransferAttack, calibrate_eps,
+                                         data_range)
 from trainables.stage_record import StageRecord
 from trainables.trial_folder import AUDIO_FOLDER, FIGURE_FILE, record_path
 from trainables.trials import AttackTrial, TrialData
@@ -45,8 +49,14 @@ def train_attack_trial(config: dict, data: TrialData, defences: dict, settings: 
     rt = runtime(settings.performance, settings.attack_cpus)
     models = _defences(settings, ray.get(defences[trial.seed]), len(data.classes), rt)
     splits = {s: split_tensors(data, s, rt) for s in ("train", *keys.SPLITS)}
+    fallback = (resume_from or {}).get(trial.id)
+    if trial.strategy in BASELINES:
+        stage_reports = StageReports(trial, settings, rt, models, splits, data)
+        run_baseline(trial, settings, rt, models, splits, stage_reports, fallback)
+        stage_reports.close()
+        return
     loop = build_stage_loop(trial, settings, rt, models, splits)
-    _start(loop, trial, first_stages or {}, (resume_from or {}).get(trial.id))
+    _start(loop, trial, first_stages or {}, fallback)
     stage_reports = StageReports(trial, settings, rt, models, splits, data)
     loop.run(stage_reports.callbacks())
     stage_reports.close()
@@ -78,6 +88,59 @@ def build_stage_loop(trial: AttackTrial, settings: TrialSettings, rt: Runtime,
                                  compile=rt.compile)
     return StageLoop(attacker, {d: defences[d] for d in trial.defences}, trial.plan, regulariser,
                      *train, loop_settings)
+
+
+def attack_parameters(baselines: BaselineSettings) -> AttackParameters:
+    """What ``trainables.transfer_attacks`` runs with, from the configured settings."""
+    return AttackParameters(steps=baselines.steps, step_factor=baselines.step_factor,
+                            decay=baselines.decay, loss=baselines.loss,
+                            di_probability=baselines.di_probability,
+                            di_min_scale=baselines.di_min_scale,
+                            vmi_samples=baselines.vmi_samples, vmi_radius=baselines.vmi_radius)
+
+
+def build_baseline(trial: AttackTrial, settings: TrialSettings, rt: Runtime,
+                   defences: dict[str, nn.Module], splits: dict[str, Split],
+                   eps: float | None = None) -> TransferAttack:
+    """The trial's per-example attack on its surrogates (``trial.defences``), clamped to each
+    band's training range, with ``eps``: given, else ``baselines.eps``, else calibrated on
+    ``baselines.calibration_utterances`` dev utterances (drawn by the trial's seed) to
+    ``baselines.target_snr_db``, under the numerics the evaluation uses (bf16 with ``amp``)."""
+    baselines = settings.baselines
+    parameters = attack_parameters(baselines)
+    surrogates = [freeze(defences[d]) for d in trial.defences]
+    bounds = data_range(splits["train"][0])
+    if eps is None and baselines.eps != "calibrate":
+        eps = float(baselines.eps)
+    if eps is None:
+        x, y = splits["dev"]
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(trial.seed))
+        subset = order[: baselines.calibration_utterances].to(x.device)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=rt.amp):
+            found = calibrate_eps(trial.strategy, x[subset], y[subset], surrogates,
+                                  baselines.target_snr_db, parameters, bounds, trial.seed,
+                                  baselines.tolerance_db, settings.attack.eval_batch_size)
+        log.info(f"{trial.id}: eps {found.eps:.4g} gives {found.snr_db:.2f} dB SNR on "
+                 f"{len(subset)} dev utterances (target {baselines.target_snr_db:g} dB, "
+                 f"{found.evaluations} attacks)")
+        eps = found.eps
+    return TransferAttack(trial.strategy, surrogates, eps, parameters, bounds, seed=trial.seed)
+
+
+def run_baseline(trial: AttackTrial, settings: TrialSettings, rt: Runtime,
+                 defences: dict[str, nn.Module], splits: dict[str, Split],
+                 reports: StageReports, fallback: tune.Checkpoint | None) -> None:
+    """A per-example baseline as a trial: its budget (from a checkpoint of a try before, else
+    calibrated or given, then checkpointed so that a retry does not calibrate again), then its
+    one stage record, the evaluation of every defence on the attack computed per utterance, as
+    any trial's stage is recorded."""
+    state = restore(fallback)
+    attack = build_baseline(trial, settings, rt, defences, splits,
+                            float(state["eps"]) if state and "eps" in state else None)
+    budget = {"eps": attack.eps, "stage_index": 0, "iteration": 0}
+    report({keys.KIND: keys.CHECKPOINT, keys.STEP: 0, keys.SCORE: 1.0}, budget)
+    reports.record_stage(1, attack, 0, True, {**budget, "stage_index": 1},
+                         {keys.training("penalty_share"): 0.0, keys.training("eps"): attack.eps})
 
 
 def _start(loop: StageLoop, trial: AttackTrial, first_stages: dict[str, tune.Checkpoint],
@@ -129,34 +192,43 @@ class StageReports:
                     keys.SCORE: self.score}, loop.state_dict())
 
     def on_stage_end(self, stages_done: int, loop: StageLoop) -> None:
-        metrics = evaluate(loop.attacker, self.defences, self.evaluated,
+        self.record_stage(stages_done, loop.attacker, loop.global_step, loop.finished,
+                          loop.state_dict(),
+                          {keys.training("penalty_share"): self.penalty_share(stages_done)})
+
+    def record_stage(self, stages_done: int, attacker: nn.Module, step: int, finished: bool,
+                     state: dict, training: dict[str, float]) -> None:
+        """Evaluate ``attacker`` (a generator, or a per-example attack) on every defence, and
+        record the stage: TensorBoard, Figure 2's data, the stage record, the audio examples of
+        a finished trial, and a report to Tune with ``state`` as its checkpoint. ``training``:
+        the ``metric_keys.training`` values of the stage."""
+        metrics = evaluate(attacker, self.defences, self.evaluated,
                            self.settings.attack.eval_batch_size, self.clean_predictions,
                            amp=self.rt.amp, noise_seed=self.trial.seed)
         confusion = metrics.pop("confusion")
-        metrics[keys.training("penalty_share")] = self.penalty_share(stages_done)
-        step = loop.global_step
+        metrics.update(training)
         for key, value in metrics.items():
             self.writer.add_scalar(f"eval/{key}", value, step)
         trained = self.trial.plan.trained_after(stages_done)
         self.score = float(np.mean([metrics[keys.uar(d, "dev")] for d in trained]))
-        figure = figure_inputs(loop.attacker, self.defences, *self.figure_input, self.classes,
+        figure = figure_inputs(attacker, self.defences, *self.figure_input, self.classes,
                                self.rt.amp)
         self.writer.add_image("figure2", figure_to_array(figure2(**figure)), step,
                               dataformats="HWC")
         self.writer.flush()
         record = StageRecord(trial_id=self.trial.id, stage=stages_done, global_step=step,
-                             defences=trained, finished=loop.finished,
+                             defences=trained, finished=finished,
                              classes=tuple(self.classes), metrics=metrics, confusion=confusion)
         # Whole, and before the checkpoint whose sync carries it to the storage: the report
         # reads it, and a killed worker must not leave it cut.
         publish(record.save, record_path(record.stage))
-        if loop.finished:
+        if finished:
             publish(lambda path: save_figure_data(path, **figure), FIGURE_FILE)
-            self.listen(loop.attacker, step)
+            self.listen(attacker, step)
         # Tune gets the numbers its scheduler, the progress lines and TensorBoard use.
         report({**metrics, keys.SCORE: self.score, keys.KIND: keys.STAGE,
-                keys.STAGE_NUMBER: record.stage, keys.STEP: step, "finished": loop.finished},
-               loop.state_dict())
+                keys.STAGE_NUMBER: record.stage, keys.STEP: step, "finished": finished},
+               state)
 
     def penalty_share(self, stages_done: int) -> float:
         """The regulariser's share of the loss over the stage's last logged steps (the stage
@@ -178,7 +250,7 @@ class StageReports:
         examples = adversarial_examples(
             attacker, self.evaluated["test"][0][:count], self.data.test_names[:count],
             self.data.mean, self.data.std, features, self.settings.audio.iterations,
-            self.rt.amp)
+            self.rt.amp, labels=self.evaluated["test"][1][:count])
         publish(lambda folder: write_examples(examples, folder, features.sample_rate),
                 AUDIO_FOLDER)
         log_examples(self.writer, examples, step, features.sample_rate)

@@ -1,0 +1,60 @@
+"""The per-example baselines through the real CLI: Tune trials of the tiny grid beside the
+single-task generators, their rows in Table 1 and perturbation.csv, and --report-only."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from tests.helpers import TINY, run_cli
+
+pytestmark = pytest.mark.slow  # real Ray and a subprocess
+
+TARGET_DB = 20.0
+BASELINE_ROWS = [(method, defences) for method in ("mi-fgsm", "di-fgsm")
+                 for defences in ("CNN-4", "VGG-16", "ResNet-50", "CNN-4 + VGG-16 + ResNet-50")]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("baselines")
+    results = folder / "results"
+    result = run_cli("--config", str(TINY), "--results", str(results),
+                     "--set", "grid.strategies=[single-task, mi-fgsm, di-fgsm]",
+                     "--set", "baselines.steps=3", "--set", f"baselines.target_snr_db={TARGET_DB}",
+                     "--set", "baselines.di_probability=1.0", "--set", "audio.examples=1",
+                     cwd=folder, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return results, folder
+
+
+def test_baselines_are_rows_of_table_1_at_the_target_snr(run):
+    results, _ = run
+    table = pd.read_csv(results / "table1.csv")
+    rows = list(zip(table["method"], table["defences"]))
+    assert rows[-len(BASELINE_ROWS):] == BASELINE_ROWS
+    assert (table["status"] == "ok").all()
+    baselines = table[table["method"].isin(["mi-fgsm", "di-fgsm"])]
+    assert baselines[["cnn4_dev", "cnn4_test", "resnet50_test"]].notna().all().all()
+    sizes = pd.read_csv(results / "perturbation.csv")
+    part = sizes[sizes["method"].isin(["mi-fgsm", "di-fgsm"])]
+    assert len(part) == len(BASELINE_ROWS)
+    # Calibrated on dev: the whole dev split within the issue's 0.5 dB of the target.
+    assert ((part["snr_db_dev"] - TARGET_DB).abs() <= 0.5).all(), part["snr_db_dev"].tolist()
+    assert (part["ms_per_utterance_test"] > 0).all()
+    assert sizes["ms_per_utterance_test"].notna().all() and sizes["linf_test"].notna().all()
+    trials = pd.read_parquet(results / "trials.parquet")
+    mine = trials[trials["strategy"].isin(["mi-fgsm", "di-fgsm"])]
+    assert (mine["stage"] == 1).all() and (mine["global_step"] == 0).all()
+    assert (mine["perturbation/test/linf"] <= mine["training/train/eps"] + 1e-5).all()
+    # The trials' own audio examples and Figure 2 data, as any trial's.
+    assert (results / "audio" / "mi-fgsm-cnn4-seed0").is_dir()
+
+
+def test_report_only_rebuilds_the_same_tables(run):
+    results, folder = run
+    before = (results / "table1.csv").read_text(), (results / "perturbation.csv").read_text()
+    result = run_cli("--results", str(results), "--report-only", cwd=folder)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert ((results / "table1.csv").read_text(),
+            (results / "perturbation.csv").read_text()) == before
