@@ -4,8 +4,9 @@ Reading it should feel like reading Table 1: single-task rows (one per defence),
 (every prefix of two or more defences of each sequence, each set once), and transfer and
 lifelong rows (one trial per sequence, and per lambda for lifelong, reporting after every stage
 so that one 3-defence trial gives both its 2-defence and its 3-defence rows), and the
-per-example baselines (one trial per method and surrogate set, in the first experiment: they
-train nothing, so nothing is shared).
+per-example baselines (one trial per method and surrogate set; they train nothing, and run in
+the continued experiment when their budget is calibrated to the SNR the generator on the same
+defences recorded, ``snr_from``).
 
 A transfer or lifelong trial trains its first stage exactly as the single-task trial on its first
 defence does (same seed, same iterations). With ``grid.share_first_stage`` it starts from that
@@ -36,8 +37,8 @@ EXPERIMENTS = (DEFENCE_EXPERIMENT, *ATTACK_EXPERIMENTS)
 
 def experiment_of(trial: AttackTrial) -> str:
     """The Tune experiment that runs ``trial``: the continued experiment's trials start from
-    the final state of a trial of the first."""
-    return CONTINUED_EXPERIMENT if trial.starts_from else ATTACK_EXPERIMENT
+    the final state of a trial of the first, or (a per-example baseline) take its SNR."""
+    return CONTINUED_EXPERIMENT if trial.starts_from or trial.snr_from else ATTACK_EXPERIMENT
 
 
 def _lambda_tag(lam: float) -> str:
@@ -141,6 +142,10 @@ def attack_trials(config: ExperimentConfig) -> list[AttackTrial]:
         for method in (s for s in BASELINES if s in grid.strategies):
             for defences in surrogate_sets(config):
                 add(method, "", defences, None, seed)
+                if config.baselines.eps == "calibrate" and \
+                        config.baselines.target_snr_db == "generator":
+                    trials[-1] = replace(trials[-1],
+                                         snr_from=_generator_of(trials, defences, seed).id)
         for name, sequence in grid.sequences.items():
             if "transfer" in grid.strategies:
                 add("transfer", name, tuple(sequence), None, seed)
@@ -150,6 +155,22 @@ def attack_trials(config: ExperimentConfig) -> list[AttackTrial]:
     trials = _share_first_stages(trials) if grid.share_first_stage else trials
     _check_unique(trials)
     return trials
+
+
+def _generator_of(trials: list[AttackTrial], defences: tuple[str, ...],
+                  seed: int) -> AttackTrial:
+    """The generator trained on ``defences`` (in any order) with ``seed``: single-task for one
+    defence, multi-task for a set; ``ConfigError`` if the grid has none."""
+    strategy = "single-task" if len(defences) == 1 else "multi-task"
+    for trial in trials:
+        if trial.strategy == strategy and trial.seed == seed and \
+                frozenset(trial.defences) == frozenset(defences):
+            return trial
+    raise ConfigError(
+        f"baselines.target_snr_db: 'generator' calibrates each baseline to the SNR of the "
+        f"{strategy} generator on {' + '.join(defences)}, which this grid does not train; add "
+        f"{strategy} to grid.strategies, or give the target in dB (--set "
+        "baselines.target_snr_db=16)")
 
 
 def _share_first_stages(trials: list[AttackTrial]) -> list[AttackTrial]:

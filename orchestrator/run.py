@@ -25,9 +25,12 @@ from orchestrator.preflight import check_models, check_resources
 from orchestrator.records import read_defences, write_defences, write_status
 from orchestrator.resume import check_resumable, check_same_data, check_same_defences
 from orchestrator.run_folder import CONFIG_FILE, check_storage_unused, saved_config, storage_of
+from trainables import metric_keys
 from trainables.atomic import write_text_atomically
 from trainables.data.feature_cache import load_features
-from trainables.errors import ProjectError
+from trainables.errors import DamagedFile, ProjectError
+from trainables.stage_record import StageRecord
+from trainables.trial_folder import RECORDS_FOLDER
 from trainables.trials import TrialData
 
 log = logging.getLogger(__name__)
@@ -130,6 +133,7 @@ def _attack_grid(config: ExperimentConfig, data: TrialData, defences: dict, stor
     leaders = {t.starts_from for t in trials if t.starts_from}
     status: dict[str, str] = {}
     first_stages: dict = {}  # leader's id -> its final checkpoint
+    generator_snr: dict[str, float] = {}  # generator's id -> its dev SNR, for the baselines
     for name in ATTACK_EXPERIMENTS:
         mine = [t for t in trials if experiment_of(t) == name]
         if not mine:
@@ -137,7 +141,7 @@ def _attack_grid(config: ExperimentConfig, data: TrialData, defences: dict, stor
         experiment = Experiment(
             name, train_attack_trial, mine,
             {"data": data, "defences": defences, "settings": config.trial_settings(),
-             "first_stages": first_stages},
+             "first_stages": first_stages, "generator_snr": generator_snr},
             config.tune.attack_resources,
             asha=config.attack if config.tune.scheduler == "asha" else None)
         grid = run_experiment(experiment, config.tune, _labels(config), storage, resume)
@@ -149,7 +153,27 @@ def _attack_grid(config: ExperimentConfig, data: TrialData, defences: dict, stor
             first_stages = {r.config["trial"]: r.checkpoint for r in grid
                             if r.config["trial"] in leaders and r.error is None
                             and r.checkpoint is not None}
+            generator_snr = recorded_snr(storage / name, {t.snr_from for t in trials})
     return status
+
+
+def recorded_snr(experiment: Path, trial_ids: set[str]) -> dict[str, float]:
+    """The dev SNR each of ``trial_ids`` recorded after its last stage, from its stage records
+    in ``experiment`` (what the report reads too); a trial without an intact record is left
+    out (the baselines calibrated to it then fail, naming it)."""
+    snr: dict[str, float] = {}
+    for trial_id in sorted(i for i in trial_ids if i):
+        paths = sorted((experiment / trial_id / RECORDS_FOLDER).glob("stage-*.json"),
+                       key=lambda p: int(p.stem.split("-")[1]))
+        try:
+            record = StageRecord.load(paths[-1]) if paths else None
+        except DamagedFile as error:
+            log.info(f"{error}: the baselines calibrated to {trial_id} cannot run")
+            continue
+        value = record.metrics.get(metric_keys.perturbation("dev", "snr_db")) if record else None
+        if value is not None:
+            snr[trial_id] = value
+    return snr
 
 
 def run(config: ExperimentConfig, results: Path, resume: bool = False,

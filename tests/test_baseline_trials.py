@@ -4,13 +4,16 @@ No Ray: the trainable's pieces are called directly on small tensors."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from torch import nn
 
 from orchestrator.config import load_config
-from orchestrator.grid import ATTACK_EXPERIMENT, attack_trials, experiment_of
+from orchestrator.grid import ATTACK_EXPERIMENT, CONTINUED_EXPERIMENT, attack_trials, experiment_of
 from orchestrator.reporter import tables
+from orchestrator.run import recorded_snr
 from tests.helpers import TINY, clean_defences, stage_records, trials_frame
 from trainables import metric_keys as keys
 from trainables.device import Runtime
@@ -20,7 +23,7 @@ from trainables.settings import BaselineSettings, PerformanceSettings, TrialSett
 from trainables.stage_record import StageRecord
 from trainables.stages import BASELINES, Plan, Stage
 from trainables.transfer_attacks import METHODS
-from trainables.tune_attack import build_baseline
+from trainables.tune_attack import build_baseline, target_of
 
 HELD_OUT = [("defences={cnn4: {model: cnn4}, vgg16: {model: vgg16}, resnet50: {model: resnet50}, "
              "crnn: {model: crnn, held_out: true}}")]
@@ -32,7 +35,7 @@ def test_the_strategy_names_are_the_attacks_names():
 
 def test_one_trial_per_method_surrogate_set_and_seed_in_the_first_experiment():
     config = load_config(None, [*HELD_OUT, "grid.strategies=[single-task, mi-fgsm, di-fgsm]",
-                                "grid.seeds=[0, 1]"])
+                                "grid.seeds=[0, 1]", "baselines.target_snr_db=16"])
     baselines = [t for t in attack_trials(config) if t.strategy in BASELINES]
     assert [t.id for t in baselines if t.seed == 0] == [
         "mi-fgsm-cnn4-seed0", "mi-fgsm-vgg16-seed0", "mi-fgsm-resnet50-seed0",
@@ -48,13 +51,55 @@ def test_one_trial_per_method_surrogate_set_and_seed_in_the_first_experiment():
     assert all("crnn" not in t.defences for t in baselines)
 
 
+def test_by_default_a_baseline_takes_the_snr_of_the_generator_on_its_defences():
+    config = load_config(None, ["grid.strategies=[single-task, multi-task, mi-fgsm]"])
+    trials = {t.id: t for t in attack_trials(config)}
+    assert trials["mi-fgsm-vgg16-seed0"].snr_from == "single-task-vgg16-seed0"
+    # The counterclockwise sequence's set is the clockwise one's: one multi-task trial for both.
+    assert trials["mi-fgsm-cnn4+vgg16+resnet50-seed0"].snr_from == \
+        "multi-task-cnn4+vgg16+resnet50-seed0"
+    # It runs after its generator, in the continued experiment.
+    assert experiment_of(trials["mi-fgsm-vgg16-seed0"]) == CONTINUED_EXPERIMENT
+    assert experiment_of(trials["single-task-vgg16-seed0"]) == ATTACK_EXPERIMENT
+    # A fixed target or budget needs no generator.
+    fixed = attack_trials(load_config(None, ["grid.strategies=[mi-fgsm]", "baselines.eps=0.1"]))
+    assert all(not t.snr_from and experiment_of(t) == ATTACK_EXPERIMENT for t in fixed)
+    with pytest.raises(ConfigError, match=r"baselines.target_snr_db: 'generator' .* multi-task "
+                                          r"generator on cnn4 \+ vgg16 \+ resnet50"):
+        attack_trials(load_config(None, ["grid.strategies=[single-task, mi-fgsm]"]))
+
+
+def test_the_target_is_the_generators_recorded_dev_snr(tmp_path):
+    trial = next(t for t in attack_trials(load_config(
+        None, ["grid.strategies=[single-task, multi-task, pgd]"])) if t.snr_from)
+    leader = tmp_path / trial.snr_from / "records"
+    leader.mkdir(parents=True)
+    for stage, snr in ((1, 14.0), (2, 17.5)):  # the last stage's record counts
+        StageRecord(trial_id=trial.snr_from, stage=stage, global_step=stage, defences=("cnn4",),
+                    finished=stage == 2, classes=("a",),
+                    metrics={keys.perturbation("dev", "snr_db"): snr}).save(
+                        leader / f"stage-{stage}.json")
+    (tmp_path / "damaged" / "records").mkdir(parents=True)
+    (tmp_path / "damaged" / "records" / "stage-1.json").write_text("{cut")
+    snr = recorded_snr(tmp_path, {trial.snr_from, "damaged", "never-ran", ""})
+    assert snr == {trial.snr_from: 17.5}
+    settings = TrialSettings()
+    assert target_of(trial, settings, snr) == 17.5
+    with pytest.raises(RuntimeError, match=f"{trial.snr_from} recorded no dev SNR"):
+        target_of(trial, settings, {})
+    assert target_of(trial, TrialSettings(baselines=BaselineSettings(eps=0.2)), {}) is None
+    assert target_of(replace(trial, snr_from=""),
+                     TrialSettings(baselines=BaselineSettings(target_snr_db=12.0)), {}) == 12.0
+
+
 def test_given_surrogate_sets_replace_the_default_ones():
-    config = load_config(None, ["grid.strategies=[pgd]",
+    config = load_config(None, ["grid.strategies=[pgd]", "baselines.target_snr_db=16",
                                 "baselines.surrogates=[[vgg16], [resnet50, cnn4]]"])
     assert [t.id for t in attack_trials(config)] == ["pgd-vgg16-seed0",
                                                      "pgd-resnet50+cnn4-seed0"]
     # Baselines on single defences need no sequence.
-    alone = load_config(None, ["grid.strategies=[vmi-fgsm]", "grid.sequences={}"])
+    alone = load_config(None, ["grid.strategies=[vmi-fgsm]", "grid.sequences={}",
+                               "baselines.eps=0.1"])
     assert [t.id for t in attack_trials(alone)] == ["vmi-fgsm-cnn4-seed0", "vmi-fgsm-vgg16-seed0",
                                                     "vmi-fgsm-resnet50-seed0"]
 
@@ -120,14 +165,13 @@ def test_a_calibrated_baseline_meets_the_target_snr_on_all_of_dev_and_lowers_uar
     within the issue's 0.5 dB, and the attack fools its surrogates more than its noise control."""
     defences, splits = trained_defences()
     config = load_config(None, ["grid.strategies=[mi-fgsm]", "baselines.steps=5",
-                                "baselines.target_snr_db=6", "baselines.calibration_utterances=40",
-                                "performance.amp=off"])
+                                "baselines.target_snr_db=6", "baselines.calibration_utterances=40"])
     settings = TrialSettings(baselines=config.baselines, performance=PerformanceSettings(amp="off"))
     rt = Runtime(device=torch.device("cpu"), amp=False, channels_last=False)
-    trial = attack_trials(load_config(None, ["grid.strategies=[mi-fgsm]",
+    trial = attack_trials(load_config(None, ["grid.strategies=[mi-fgsm]", "baselines.eps=0.1",
                                              "baselines.surrogates=[[cnn4, vgg16]]"]))[0]
     renamed = {"cnn4": defences["a"], "vgg16": defences["b"], "crnn": defences["held"]}
-    attack = build_baseline(trial, settings, rt, renamed, splits)
+    attack = build_baseline(trial, settings, rt, renamed, splits, target_db=6.0)
     assert attack.method == "mi-fgsm" and attack.surrogates == [defences["a"], defences["b"]]
     metrics = evaluate(attack, renamed, {s: splits[s] for s in keys.SPLITS}, batch_size=64)
     for split in keys.SPLITS:
@@ -141,10 +185,12 @@ def test_a_calibrated_baseline_meets_the_target_snr_on_all_of_dev_and_lowers_uar
     fixed = TrialSettings(baselines=BaselineSettings(eps=0.3))
     assert build_baseline(trial, fixed, rt, renamed, splits).eps == 0.3
     assert build_baseline(trial, settings, rt, renamed, splits, eps=0.2).eps == 0.2
+    with pytest.raises(ValueError, match="no target SNR"):
+        build_baseline(trial, settings, rt, renamed, splits)
 
 
 def test_baseline_rows_reach_table_1_and_the_perturbation_table():
-    config = load_config(TINY, ["grid.strategies=[single-task, mi-fgsm, vmi-fgsm]"])
+    config = load_config(TINY, ["grid.strategies=[single-task, multi-task, mi-fgsm, vmi-fgsm]"])
 
     def metrics_of(trial, trained):
         adv = 0.3 if trial.strategy == "mi-fgsm" else 0.5
@@ -179,3 +225,4 @@ def test_a_record_with_the_new_metrics_reads_back(tmp_path):
                                   keys.perturbation("dev", "ms_per_utterance"): 12.0})
     record.save(tmp_path / "stage-1.json")
     assert StageRecord.load(tmp_path / "stage-1.json") == record
+

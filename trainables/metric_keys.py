@@ -19,9 +19,10 @@ PERTURBATION = "perturbation"
 PERTURBATION_METRICS = ("snr_db", "mse", "mean_eta", "shared_energy", "linf", "ms_per_utterance")
 # What the training itself was like at a stage's end: the regulariser's share of the loss over
 # the stage's last logged steps (0 in a first stage or without a regulariser); for a per-example
-# baseline, the l_inf budget it was computed with (calibrated or given).
+# baseline, the l_inf budget it was computed with (calibrated or given) and the dev SNR it was
+# calibrated to (NaN for a given budget).
 TRAINING = "training"
-TRAINING_METRICS = ("penalty_share", "eps")
+TRAINING_METRICS = ("penalty_share", "eps", "target_snr_db")
 
 # What a training report (kind ``train``) carries beside the step, as TensorBoard's train/...
 LOSSES = ("attack_loss", "penalty", "total_loss", "lr")

@@ -122,9 +122,10 @@ class BaselineSettings:
     # The l_inf budget in standardised feature units, or "calibrate": found per surrogate set
     # by bisection on a dev subset so that the mean SNR is target_snr_db.
     eps: float | Literal["calibrate"] = "calibrate"
-    # For now from the config, not from the generator's trials: set it to the generator's SNR
-    # (perturbation.csv's snr_db_dev) to compare at the same perturbation size.
-    target_snr_db: float = 16.0
+    # The SNR (dB, on dev) eps is calibrated to: "generator", that of the generator trained on
+    # the same defences (single-task for one, multi-task for a set; the baseline trial then
+    # runs after it, in the continued experiment), or a number.
+    target_snr_db: float | Literal["generator"] = "generator"
     tolerance_db: float = 0.25  # the calibration's tolerance on the subset (the issue: 0.5)
     calibration_utterances: int = 64  # dev utterances, drawn by the trial's seed
     # The surrogate sets, each a list of defences attacked together; empty: each attacked
@@ -140,7 +141,7 @@ class BaselineSettings:
         within("di_min_scale", self.di_min_scale, 0, 1, open_low=True)
         if self.eps != "calibrate":
             positive("eps", self.eps)
-        if not math.isfinite(self.target_snr_db):
+        if self.target_snr_db != "generator" and not math.isfinite(self.target_snr_db):
             raise ConfigError(f"target_snr_db: must be a finite number of dB, got "
                               f"{self.target_snr_db}")
         for i, surrogates in enumerate(self.surrogates):

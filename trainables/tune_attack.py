@@ -34,12 +34,14 @@ log = logging.getLogger(__name__)
 
 def train_attack_trial(config: dict, data: TrialData, defences: dict, settings: TrialSettings,
                        trials: dict[str, AttackTrial], first_stages: dict | None = None,
-                       resume_from: dict | None = None) -> None:
+                       resume_from: dict | None = None,
+                       generator_snr: dict[str, float] | None = None) -> None:
     """``config["trial"]``: the id of this trial's spec in ``trials``; ``data``: the run's
     features (from the object store); ``defences``: by grid seed, a reference in the object
     store to that seed's defences' weights (a trial fetches its own seed's only);
     ``first_stages``: by trial id, the final checkpoint of a one-stage trial, for a trial that
-    ``starts_from`` it; ``resume_from``: by trial id, a checkpoint to continue from when Tune
+    ``starts_from`` it; ``generator_snr``: by trial id, the dev SNR a generator trial recorded,
+    for a per-example baseline calibrated to it (``snr_from``); ``resume_from``: by trial id, a checkpoint to continue from when Tune
     has none (an experiment run again after its saved state could not be restored).
 
     Reports training losses every ``log_every`` iterations, checkpoints every
@@ -52,7 +54,8 @@ def train_attack_trial(config: dict, data: TrialData, defences: dict, settings: 
     fallback = (resume_from or {}).get(trial.id)
     if trial.strategy in BASELINES:
         stage_reports = StageReports(trial, settings, rt, models, splits, data)
-        run_baseline(trial, settings, rt, models, splits, stage_reports, fallback)
+        run_baseline(trial, settings, rt, models, splits, stage_reports, fallback,
+                     target_of(trial, settings, generator_snr or {}))
         stage_reports.close()
         return
     loop = build_stage_loop(trial, settings, rt, models, splits)
@@ -99,13 +102,32 @@ def attack_parameters(baselines: BaselineSettings) -> AttackParameters:
                             vmi_samples=baselines.vmi_samples, vmi_radius=baselines.vmi_radius)
 
 
+def target_of(trial: AttackTrial, settings: TrialSettings,
+              generator_snr: dict[str, float]) -> float | None:
+    """The dev SNR a baseline's eps is calibrated to: that of its generator (``snr_from``),
+    else ``baselines.target_snr_db``; ``None`` for a given eps. ``RuntimeError`` naming the
+    generator when it recorded none (it failed: ``--resume`` retries both)."""
+    baselines = settings.baselines
+    if baselines.eps != "calibrate":
+        return None
+    if trial.snr_from:
+        if trial.snr_from not in generator_snr:
+            raise RuntimeError(f"{trial.snr_from} recorded no dev SNR for {trial.id} to be "
+                               "calibrated to (it failed or was damaged); --resume retries it")
+        return float(generator_snr[trial.snr_from])
+    if baselines.target_snr_db == "generator":
+        raise RuntimeError(f"{trial.id}: target_snr_db is 'generator' but the trial names none")
+    return float(baselines.target_snr_db)
+
+
 def build_baseline(trial: AttackTrial, settings: TrialSettings, rt: Runtime,
                    defences: dict[str, nn.Module], splits: dict[str, Split],
-                   eps: float | None = None) -> TransferAttack:
+                   eps: float | None = None, target_db: float | None = None) -> TransferAttack:
     """The trial's per-example attack on its surrogates (``trial.defences``), clamped to each
     band's training range, with ``eps``: given, else ``baselines.eps``, else calibrated on
     ``baselines.calibration_utterances`` dev utterances (drawn by the trial's seed) to
-    ``baselines.target_snr_db``, under the numerics the evaluation uses (bf16 with ``amp``)."""
+    ``target_db`` (``target_of``), under the numerics the evaluation uses (bf16 with
+    ``amp``)."""
     baselines = settings.baselines
     parameters = attack_parameters(baselines)
     surrogates = [freeze(defences[d]) for d in trial.defences]
@@ -113,15 +135,17 @@ def build_baseline(trial: AttackTrial, settings: TrialSettings, rt: Runtime,
     if eps is None and baselines.eps != "calibrate":
         eps = float(baselines.eps)
     if eps is None:
+        if target_db is None:
+            raise ValueError(f"{trial.id}: eps is calibrated, but no target SNR was given")
         x, y = splits["dev"]
         order = torch.randperm(len(x), generator=torch.Generator().manual_seed(trial.seed))
         subset = order[: baselines.calibration_utterances].to(x.device)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=rt.amp):
-            found = calibrate_eps(trial.strategy, x[subset], y[subset], surrogates,
-                                  baselines.target_snr_db, parameters, bounds, trial.seed,
-                                  baselines.tolerance_db, settings.attack.eval_batch_size)
+            found = calibrate_eps(trial.strategy, x[subset], y[subset], surrogates, target_db,
+                                  parameters, bounds, trial.seed, baselines.tolerance_db,
+                                  settings.attack.eval_batch_size)
         log.info(f"{trial.id}: eps {found.eps:.4g} gives {found.snr_db:.2f} dB SNR on "
-                 f"{len(subset)} dev utterances (target {baselines.target_snr_db:g} dB, "
+                 f"{len(subset)} dev utterances (target {target_db:.2f} dB, "
                  f"{found.evaluations} attacks)")
         eps = found.eps
     return TransferAttack(trial.strategy, surrogates, eps, parameters, bounds, seed=trial.seed)
@@ -129,18 +153,21 @@ def build_baseline(trial: AttackTrial, settings: TrialSettings, rt: Runtime,
 
 def run_baseline(trial: AttackTrial, settings: TrialSettings, rt: Runtime,
                  defences: dict[str, nn.Module], splits: dict[str, Split],
-                 reports: StageReports, fallback: tune.Checkpoint | None) -> None:
+                 reports: StageReports, fallback: tune.Checkpoint | None,
+                 target_db: float | None) -> None:
     """A per-example baseline as a trial: its budget (from a checkpoint of a try before, else
     calibrated or given, then checkpointed so that a retry does not calibrate again), then its
     one stage record, the evaluation of every defence on the attack computed per utterance, as
     any trial's stage is recorded."""
     state = restore(fallback)
     attack = build_baseline(trial, settings, rt, defences, splits,
-                            float(state["eps"]) if state and "eps" in state else None)
+                            float(state["eps"]) if state and "eps" in state else None, target_db)
     budget = {"eps": attack.eps, "stage_index": 0, "iteration": 0}
     report({keys.KIND: keys.CHECKPOINT, keys.STEP: 0, keys.SCORE: 1.0}, budget)
     reports.record_stage(1, attack, 0, True, {**budget, "stage_index": 1},
-                         {keys.training("penalty_share"): 0.0, keys.training("eps"): attack.eps})
+                         {keys.training("penalty_share"): 0.0, keys.training("eps"): attack.eps,
+                          keys.training("target_snr_db"):
+                              float("nan") if target_db is None else target_db})
 
 
 def _start(loop: StageLoop, trial: AttackTrial, first_stages: dict[str, tune.Checkpoint],
