@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from orchestrator.config import load_config
+from orchestrator.findings import findings
 from orchestrator.grid import ATTACK_EXPERIMENT, CONTINUED_EXPERIMENT, attack_trials, experiment_of
 from orchestrator.reporter import tables
 from orchestrator.run import recorded_snr
@@ -226,3 +227,33 @@ def test_a_record_with_the_new_metrics_reads_back(tmp_path):
     record.save(tmp_path / "stage-1.json")
     assert StageRecord.load(tmp_path / "stage-1.json") == record
 
+
+def test_finding_8_pairs_the_generator_with_the_best_baseline_from_its_defences():
+    config = load_config(None, [*HELD_OUT, "grid.seeds=[0, 1, 2]",
+                                "grid.strategies=[single-task, multi-task, mi-fgsm, di-fgsm]"])
+    transfer = {"single-task": 0.30, "multi-task": 0.35, "mi-fgsm": 0.60, "di-fgsm": 0.50}
+
+    def metrics_of(trial, trained):
+        # Each seed its own draw, the gap wobbling with it (a constant gap has no spread).
+        wobble = 0.01 * (trial.seed - 1) * (2 if trial.strategy in BASELINES else 1)
+        values = {keys.uar(d, s): (0.05 if d in trained else transfer[trial.strategy]) + wobble
+                  for d in config.defences for s in keys.SPLITS}
+        louder = trial.strategy == "di-fgsm" and trained == ("cnn4",)
+        values |= {keys.perturbation(s, "snr_db"): 14.0 if louder else 20.0 for s in keys.SPLITS}
+        return values
+
+    frame = trials_frame(config, stage_records(config, metrics_of))
+    defences = clean_defences(config, seeds=(0, 1, 2))
+    table, sizes = tables(config, frame, defences)
+    text = findings(config, frame, table, sizes, defences)
+    lines = [line for line in text.splitlines() if line.startswith("8. ")]
+    # One per surrogate set that leaves a defence to transfer to: each attacked defence, and
+    # the three together (only the held-out CRNN is left).
+    assert len(lines) == 4
+    cnn4 = next(line for line in lines if "from CNN-4:" in line)
+    assert "**holds**" in cnn4 and "best baseline's (di-fgsm)" in cnn4
+    assert "+20.0" in cnn4  # 50 - 30 points
+    assert "di-fgsm's is the louder by 6.0 dB" in cnn4
+    ensemble = next(line for line in lines if "from CNN-4 + VGG-16 + ResNet-50:" in line)
+    assert "multi-task generator's (35.0)" in ensemble and "(CRNN)" in ensemble
+    assert "louder" not in ensemble and "**holds**" in ensemble
