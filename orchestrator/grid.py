@@ -24,7 +24,7 @@ from decimal import Decimal
 from orchestrator.config import ExperimentConfig
 from trainables.regularisers import REGULARISERS
 from trainables.errors import ConfigError
-from trainables.stages import BASELINES, Plan, Stage, make_plan
+from trainables.stages import BASELINES, QUERY_ATTACKS, Plan, Stage, make_plan
 from trainables.trials import AttackTrial, DefenceTrial
 
 # The Tune experiments of a run, in its storage: the defences, the attack trials that start from
@@ -34,6 +34,10 @@ DEFENCE_EXPERIMENT, ATTACK_EXPERIMENT, CONTINUED_EXPERIMENT = (
 ATTACK_EXPERIMENTS = (ATTACK_EXPERIMENT, CONTINUED_EXPERIMENT)
 EXPERIMENTS = (DEFENCE_EXPERIMENT, *ATTACK_EXPERIMENTS)
 
+
+# A query attack's snr_from when its target is the generator that transfers best to its
+# defence: which one is known only once the first experiment has run.
+GENERATOR_TARGET = "best-generator"
 
 def experiment_of(trial: AttackTrial) -> str:
     """The Tune experiment that runs ``trial``: the continued experiment's trials start from
@@ -146,6 +150,14 @@ def attack_trials(config: ExperimentConfig) -> list[AttackTrial]:
                         config.baselines.target_snr_db == "generator":
                     trials[-1] = replace(trials[-1],
                                          snr_from=_generator_of(trials, defences, seed).id)
+        for method in (s for s in QUERY_ATTACKS if s in grid.strategies):
+            for held in config.held_out_defences:
+                # Scored on the defence it queries, so not a row of Table 1.
+                trials.append(AttackTrial(
+                    id=f"{method}-{held}-seed{seed}", plan=make_plan(method, (held,), 0, 0),
+                    sequence="", defences=(held,), lam=None, seed=seed, in_table=False,
+                    snr_from=GENERATOR_TARGET if config.query.target_snr_db == "generator"
+                    else ""))
         for name, sequence in grid.sequences.items():
             if "transfer" in grid.strategies:
                 add("transfer", name, tuple(sequence), None, seed)

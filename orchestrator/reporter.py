@@ -21,7 +21,7 @@ from orchestrator.trial_table import trained_on, trial_table
 from trainables import metric_keys as keys
 from trainables.figures import figure2, load_figure_data, save_png
 from trainables.stages import BASELINES
-from trainables.trial_folder import AUDIO_FOLDER, FIGURE_FILE, SNR_FILE
+from trainables.trial_folder import AUDIO_FOLDER, FIGURE_FILE, QUERY_FILE, SNR_FILE
 from trainables.trials import AttackTrial
 
 log = logging.getLogger(__name__)
@@ -265,6 +265,68 @@ def collect_audio(storage: Path, trials: pd.DataFrame, folder: Path) -> pd.DataF
     return table
 
 
+QUERY_COLUMNS = ["defence", "seed", "method", "queries", "uar", "clean_uar", "snr_db", "linf",
+                 "ms_per_utterance", "eps", "target_snr_db", "target_from", "utterances"]
+
+
+def query_table(config: ExperimentConfig, storage: Path, trials: pd.DataFrame) -> pd.DataFrame:
+    """``query_attack.csv``: for each query attack (``QUERY_FILE`` in its trial's folder), the
+    held-out defence's UAR (percent) after each query budget, and beside it, at zero queries,
+    the transfer of the generator whose SNR it took (single- or multi-task, the lowest dev UAR
+    on that defence): its test UAR on the whole test split, its SNR."""
+    rows = []
+    done = trials[trials["stage"] >= 1]
+    for path in sorted(p for e in ATTACK_EXPERIMENTS for p in (storage / e).glob(f"*/{QUERY_FILE}")):
+        curve = json.loads(path.read_text())
+        held, seed = curve["defence"], int(curve["seed"])
+        label = config.defences[held].label if held in config.defences else held
+        common = {"defence": label, "seed": seed, "eps": curve["eps"],
+                  "target_snr_db": curve["target_snr_db"], "target_from": curve["target_from"]}
+        source = done[done["trial_id"] == curve["target_from"]]
+        column = keys.uar(held, "test")
+        if len(source) and column in source:
+            last = source.sort_values("stage").iloc[-1]
+            rows.append({**common, "method": last["strategy"], "queries": 0,
+                         "uar": 100 * last[column],
+                         "clean_uar": 100 * last[keys.uar(held, "test", "clean_uar")],
+                         "snr_db": last[keys.perturbation("test", "snr_db")],
+                         "linf": last.get(keys.perturbation("test", "linf"), np.nan),
+                         "ms_per_utterance": last.get(keys.perturbation("test",
+                                                                        "ms_per_utterance"),
+                                                      np.nan),
+                         "utterances": np.nan})
+        for point in curve["points"]:
+            rows.append({**common, "method": path.parent.name.split(f"-{held}-")[0],
+                         "queries": point["queries"], "uar": 100 * point["uar"],
+                         "clean_uar": 100 * curve["clean_uar"], "snr_db": point["snr_db"],
+                         "linf": point["linf"], "ms_per_utterance": point["ms_per_utterance"],
+                         "utterances": curve["utterances"]})
+    table = pd.DataFrame(rows, columns=QUERY_COLUMNS)
+    return table.sort_values(["defence", "seed", "queries"], kind="stable").reset_index(drop=True)
+
+
+def query_figure(table: pd.DataFrame, path: Path) -> None:
+    """``query_attack.png``: each held-out defence's UAR against the queries per utterance
+    (mean over seeds), the generator's zero-query transfer at 0 on the same axis."""
+    import matplotlib.pyplot as plt
+    if table.empty:
+        return
+    fig, ax = plt.subplots(figsize=(5.5, 3.8), constrained_layout=True)
+    for defence, part in table.groupby("defence"):
+        mean = part.groupby("queries")["uar"].mean()
+        ax.plot(mean.index, mean.values, marker="o", label=f"{defence}: Square attack")
+        if 0 in mean.index:
+            ax.scatter([0], [mean.loc[0]], marker="*", s=140, zorder=3,
+                       label=f"{defence}: generator's transfer (0 queries)")
+    positive = table.loc[table["queries"] > 0, "queries"]
+    if not positive.empty:
+        ax.set_xscale("symlog", linthresh=float(positive.min()))
+    ax.set_xlabel("queries per utterance")
+    ax.set_ylabel("adversarial test UAR [%]")
+    ax.legend(fontsize=7)
+    write_atomically(path, lambda tmp: save_png(fig, tmp))
+
+
 def write_report(config: ExperimentConfig, results: Path, storage: Path) -> pd.DataFrame:
     """Write every report file into ``results``; returns Table 1."""
     trials = trials_table(config, storage, results)
@@ -278,6 +340,11 @@ def write_report(config: ExperimentConfig, results: Path, storage: Path) -> pd.D
     figure3(config, sweep, results / "lambda_sweep.png")
     figure2_png(storage, trials, results / "figure2.png")
     collect_audio(storage, trials, results / "audio")
+    queries = query_table(config, storage, trials)
+    if not queries.empty:
+        write_atomically(results / "query_attack.csv",
+                         lambda tmp: queries.to_csv(tmp, index=False))
+        query_figure(queries, results / "query_attack.png")
     comparison = paper_comparison(table)
     write_atomically(results / "paper_comparison.csv",
                      lambda tmp: comparison.to_csv(tmp, index=False))

@@ -1,6 +1,7 @@
 """The per-example baselines through the real CLI: Tune trials of the tiny grid, each calibrated
 to the SNR of the generator trained on its surrogates (so run after it, in the continued
-experiment), their rows in Table 1 and perturbation.csv, and --report-only."""
+experiment), their rows in Table 1 and perturbation.csv, the query-only attack on the held-out
+CRNN in query_attack.csv, and --report-only."""
 
 from __future__ import annotations
 
@@ -20,8 +21,10 @@ def run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("baselines")
     results = folder / "results"
     result = run_cli("--config", str(TINY), "--results", str(results),
-                     "--set", "grid.strategies=[single-task, multi-task, mi-fgsm, di-fgsm]",
-                     "--set", "baselines.steps=3",
+                     "--set", "grid.strategies=[single-task, multi-task, mi-fgsm, di-fgsm, square]",
+                     "--set", "defences.crnn={model: crnn, width: 0.0625, held_out: true}",
+                     "--set", "baselines.steps=3", "--set", "query.budgets=[5, 50]",
+                     "--set", "query.utterances=8",
                      "--set", "baselines.di_probability=1.0", "--set", "audio.examples=1",
                      cwd=folder, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -59,10 +62,25 @@ def test_baselines_are_rows_of_table_1_at_their_generators_snr(run):
     assert (results / "audio" / "mi-fgsm-cnn4-seed0").is_dir()
 
 
+def test_the_query_attack_on_the_held_out_defence_beside_the_generators_transfer(run):
+    results, _ = run
+    queries = pd.read_csv(results / "query_attack.csv")
+    assert list(queries["queries"]) == [0, 5, 50]
+    assert list(queries["method"])[1:] == ["square", "square"]
+    assert queries["method"].iloc[0] in ("single-task", "multi-task")
+    assert (queries["defence"] == "CRNN").all() and queries["uar"].between(0, 100).all()
+    # Its eps makes +-eps everywhere as loud as the generator: the attack is never louder.
+    square = queries.iloc[1:]
+    assert (square["snr_db"] >= square["target_snr_db"] - 1e-3).all()
+    assert (square["linf"] <= square["eps"] + 1e-5).all()
+    assert (results / "query_attack.png").is_file()
+
+
 def test_report_only_rebuilds_the_same_tables(run):
     results, folder = run
-    before = (results / "table1.csv").read_text(), (results / "perturbation.csv").read_text()
+    before = (results / "table1.csv").read_text(), (results / "perturbation.csv").read_text(), \
+        (results / "query_attack.csv").read_text()
     result = run_cli("--results", str(results), "--report-only", cwd=folder)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert ((results / "table1.csv").read_text(),
-            (results / "perturbation.csv").read_text()) == before
+    assert ((results / "table1.csv").read_text(), (results / "perturbation.csv").read_text(),
+            (results / "query_attack.csv").read_text()) == before

@@ -151,6 +151,33 @@ class BaselineSettings:
 
 
 @dataclass(frozen=True)
+class QuerySettings:
+    """The query-only Square attack on each held-out defence (strategy ``square``,
+    ``trainables.query_attacks``)."""
+
+    budgets: tuple[int, ...] = (100, 1000, 10000)  # queries per utterance, one point each
+    utterances: int = 128  # test utterances attacked, drawn by the trial's seed
+    # Below min(T, F)^2 / (T F) (0.169 for the paper's 373 x 64): the first square must fit.
+    p_init: float = 0.05
+    # The SNR its eps is set to: "generator", that of the generator (single- or multi-task)
+    # that transfers best to the held-out defence on dev; or a number (dB).
+    target_snr_db: float | Literal["generator"] = "generator"
+
+    def __post_init__(self) -> None:
+        if not self.budgets:
+            raise ConfigError("budgets: empty; give at least one query budget")
+        for i, budget in enumerate(self.budgets):
+            positive(f"budgets[{i}]", budget)
+        if len(set(self.budgets)) != len(self.budgets):
+            raise ConfigError(f"budgets: a budget is given twice in {list(self.budgets)}")
+        positive("utterances", self.utterances)
+        within("p_init", self.p_init, 0, 1, open_low=True)
+        if self.target_snr_db != "generator" and not math.isfinite(self.target_snr_db):
+            raise ConfigError(f"target_snr_db: must be a finite number of dB, got "
+                              f"{self.target_snr_db}")
+
+
+@dataclass(frozen=True)
 class LifelongSettings:
     """The lifelong strategy's regulariser (EWC by default, as in the paper)."""
 
@@ -209,6 +236,7 @@ class TrialSettings:
     attack: AttackSettings = AttackSettings()
     lifelong: LifelongSettings = LifelongSettings()
     baselines: BaselineSettings = BaselineSettings()
+    query: QuerySettings = QuerySettings()
     performance: PerformanceSettings = PerformanceSettings()
     audio: AudioSettings = AudioSettings()
     features: FeatureSettings = FeatureSettings()  # how the inputs were made (for the audio)

@@ -13,10 +13,14 @@ from typing import Literal
 # per-example transfer attacks a reviewer compares a generator with
 # (``trainables/transfer_attacks.py``: its ``METHODS`` has exactly these names).
 Strategy = Literal["single-task", "multi-task", "transfer", "lifelong", "universal",
-                   "pgd", "mi-fgsm", "di-fgsm", "vmi-fgsm"]
+                   "pgd", "mi-fgsm", "di-fgsm", "vmi-fgsm", "square"]
 STRATEGIES: tuple[str, ...] = typing.get_args(Strategy)
 PAPER_STRATEGIES = STRATEGIES[:4]
-BASELINES: tuple[str, ...] = STRATEGIES[5:]
+BASELINES: tuple[str, ...] = STRATEGIES[5:9]
+# The query-only attack on each held-out defence (``trainables/query_attacks.py``): not a row of
+# Table 1 (it queries the model it is scored on), its UAR against the queries in
+# query_attack.csv.
+QUERY_ATTACKS: tuple[str, ...] = STRATEGIES[9:]
 
 
 @dataclass(frozen=True)
@@ -100,4 +104,6 @@ def make_plan(strategy: str, defences: tuple[str, ...], first: int, later: int,
         return lifelong(defences, first, later, regulariser)
     if strategy in BASELINES:
         return per_example(strategy, defences)
+    if strategy in QUERY_ATTACKS:
+        return Plan(strategy, (Stage(tuple(defences), 0),), attacker=strategy)
     raise ValueError(f"unknown strategy {strategy!r}; allowed: {', '.join(STRATEGIES)}")

@@ -3,7 +3,9 @@ per-example baseline (``trainables.transfer_attacks``) and records it the same w
 
 from __future__ import annotations
 
+import json
 import logging
+from dataclasses import asdict
 
 import numpy as np
 import ray
@@ -21,11 +23,13 @@ from trainables.figures import figure2, figure_inputs, figure_to_array, save_fig
 from trainables.regularisers import build_regulariser
 from trainables.settings import BaselineSettings, TrialSettings
 from trainables.stage_loop import LoopCallbacks, LoopSettings, StageLoop, freeze
-from trainables.stages import BASELINES
+from trainables.metrics import uar
+from trainables.query_attacks import flat_eps, query_curve
+from trainables.stages import BASELINES, QUERY_ATTACKS
 from trainables.transfer_attacks import (AttackParameters, TransferAttack, calibrate_eps,
                                          data_range)
 from trainables.stage_record import StageRecord
-from trainables.trial_folder import AUDIO_FOLDER, FIGURE_FILE, record_path
+from trainables.trial_folder import AUDIO_FOLDER, FIGURE_FILE, QUERY_FILE, record_path
 from trainables.trials import AttackTrial, TrialData
 from trainables.tune_io import final_stage_state, publish, report, restore, split_tensors, trial_dir
 
@@ -35,13 +39,15 @@ log = logging.getLogger(__name__)
 def train_attack_trial(config: dict, data: TrialData, defences: dict, settings: TrialSettings,
                        trials: dict[str, AttackTrial], first_stages: dict | None = None,
                        resume_from: dict | None = None,
-                       generator_snr: dict[str, float] | None = None) -> None:
+                       generator_snr: dict[str, float] | None = None,
+                       query_targets: dict[str, tuple[str, float]] | None = None) -> None:
     """``config["trial"]``: the id of this trial's spec in ``trials``; ``data``: the run's
     features (from the object store); ``defences``: by grid seed, a reference in the object
     store to that seed's defences' weights (a trial fetches its own seed's only);
     ``first_stages``: by trial id, the final checkpoint of a one-stage trial, for a trial that
     ``starts_from`` it; ``generator_snr``: by trial id, the dev SNR a generator trial recorded,
-    for a per-example baseline calibrated to it (``snr_from``); ``resume_from``: by trial id, a checkpoint to continue from when Tune
+    for a per-example baseline calibrated to it (``snr_from``); ``query_targets``: by query
+    trial id, the generator whose dev SNR it takes and that SNR; ``resume_from``: by trial id, a checkpoint to continue from when Tune
     has none (an experiment run again after its saved state could not be restored).
 
     Reports training losses every ``log_every`` iterations, checkpoints every
@@ -52,6 +58,9 @@ def train_attack_trial(config: dict, data: TrialData, defences: dict, settings: 
     models = _defences(settings, ray.get(defences[trial.seed]), len(data.classes), rt)
     splits = {s: split_tensors(data, s, rt) for s in ("train", *keys.SPLITS)}
     fallback = (resume_from or {}).get(trial.id)
+    if trial.strategy in QUERY_ATTACKS:
+        run_query_trial(trial, settings, models, splits, (query_targets or {}).get(trial.id))
+        return
     if trial.strategy in BASELINES:
         stage_reports = StageReports(trial, settings, rt, models, splits, data)
         run_baseline(trial, settings, rt, models, splits, stage_reports, fallback,
@@ -168,6 +177,42 @@ def run_baseline(trial: AttackTrial, settings: TrialSettings, rt: Runtime,
                          {keys.training("penalty_share"): 0.0, keys.training("eps"): attack.eps,
                           keys.training("target_snr_db"):
                               float("nan") if target_db is None else target_db})
+
+
+def run_query_trial(trial: AttackTrial, settings: TrialSettings, defences: dict[str, nn.Module],
+                    splits: dict[str, Split], target: tuple[str, float] | None) -> None:
+    """The query-only Square attack on the trial's held-out defence: on
+    ``query.utterances`` test utterances (drawn by the trial's seed), at the eps whose +-eps
+    everywhere has the target SNR (the generator's that transfers best to the defence, or
+    ``query.target_snr_db``), one point per query budget, written to the trial's
+    ``QUERY_FILE`` (the report's query_attack.csv) and reported to Tune."""
+    query = settings.query
+    held = trial.defences[0]
+    if query.target_snr_db == "generator":
+        if target is None:
+            raise RuntimeError(f"{trial.id}: no single- or multi-task trial of seed {trial.seed} "
+                               f"recorded a dev UAR on {held} to take the SNR of; --resume "
+                               "retries it")
+        source, target_db = target
+    else:
+        source, target_db = "", float(query.target_snr_db)
+    model = freeze(defences[held])
+    x, y = splits["test"]
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(trial.seed))
+    subset = order[: query.utterances].to(x.device)
+    x, y = x[subset].float().contiguous(), y[subset]
+    eps = flat_eps(x, target_db)
+    bounds = tuple(b.to(x.device) for b in data_range(splits["train"][0]))
+    points = query_curve(model, x, y, eps, query.budgets, bounds, trial.seed, query.p_init,
+                         settings.attack.eval_batch_size)
+    curve = {"trial_id": trial.id, "defence": held, "seed": trial.seed, "eps": eps,
+             "target_snr_db": target_db, "target_from": source, "utterances": len(x),
+             "clean_uar": uar(y.cpu().numpy(), model(x).argmax(1).cpu().numpy()),
+             "points": [asdict(p) for p in points]}
+    publish(lambda path: path.write_text(json.dumps(curve, indent=2) + "\n"), QUERY_FILE)
+    last = points[-1]
+    report({keys.KIND: keys.STAGE, keys.STAGE_NUMBER: 1, keys.STEP: last.queries,
+            keys.SCORE: last.uar, keys.uar(held, "test"): last.uar, "finished": True})
 
 
 def _start(loop: StageLoop, trial: AttackTrial, first_stages: dict[str, tune.Checkpoint],
