@@ -357,10 +357,12 @@ def _snr_notes(config: ExperimentConfig, sizes: pd.DataFrame, table: pd.DataFram
 
 
 def findings(config: ExperimentConfig, trials: pd.DataFrame, table: pd.DataFrame,
-             sizes: pd.DataFrame, defences: dict | None = None) -> str:
+             sizes: pd.DataFrame, defences: dict | None = None,
+             queries: pd.DataFrame | None = None) -> str:
     """The markdown text of ``findings.md`` from the per-trial records ``trials`` (one row per
     trial and stage, UAR in [0, 1]), Table 1 (for the lambdas chosen on dev), the perturbation
-    table and the defences' clean UAR by grid seed (``defences.json``)."""
+    table, the defences' clean UAR by grid seed (``defences.json``) and ``query_attack.csv``'s
+    table (``reporter.query_table``), if any."""
     ours, paper = RunSource(config, trials, table, defences or {}), PaperSource(config)
     claims = paper_findings(config)
     verdicts = [Verdict(c.effect(ours).to_numpy(dtype=float), c.unit, c.margin)
@@ -383,7 +385,37 @@ def findings(config: ExperimentConfig, trials: pd.DataFrame, table: pd.DataFrame
         detail = _snr_notes(config, sizes, table) if claim.number == "2" else ""
         lines.append(_line(claim, verdict, claim.effect(paper), detail))
     lines += _beyond_the_paper(config, ours, table, sizes)
+    lines += _queries_to_match(queries)
     return "\n".join(lines)
+
+
+def _queries_to_match(queries: pd.DataFrame | None) -> list[str]:
+    """8b: per held-out defence, the fewest queries per utterance after which the Square
+    attack's UAR (mean over seeds) is at or below the generator's zero-query transfer."""
+    if queries is None or queries.empty:
+        return []
+    lines = []
+    for defence, part in queries.groupby("defence"):
+        mean = part.groupby("queries")[["uar", "snr_db"]].mean()
+        if 0 not in mean.index or len(mean) < 2:
+            continue
+        transfer, transfer_snr = mean.loc[0, "uar"], mean.loc[0, "snr_db"]
+        curve = mean.drop(index=0)
+        matched = curve[curve["uar"] <= transfer]
+        listing = ", ".join(f"{q:,} queries {r.uar:.1f} at {r.snr_db:.1f} dB"
+                            for q, r in curve.iterrows())
+        if matched.empty:
+            verdict = (f"not within {curve.index.max():,} queries per utterance (its UAR stays "
+                       f"above the generator's {transfer:.1f})")
+        else:
+            verdict = (f"{matched.index.min():,} queries per utterance (UAR "
+                       f"{matched['uar'].iloc[0]:.1f} against the generator's {transfer:.1f})")
+        lines.append(f"8b. Queries the Square attack needs on {defence}, held out, to match "
+                     f"the generator's transfer to it without any query: {verdict}. The "
+                     f"generator's SNR {transfer_snr:.1f} dB; the Square attack's: {listing} "
+                     "(its eps makes +-eps everywhere as loud as the generator; it spends "
+                     "less, so a higher SNR is a quieter attack).\n")
+    return lines
 
 
 def _recorded_order(s: RunSource, method: str, defences: tuple[str, ...]) -> tuple[str, ...]:

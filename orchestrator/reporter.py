@@ -273,7 +273,8 @@ def query_table(config: ExperimentConfig, storage: Path, trials: pd.DataFrame) -
     """``query_attack.csv``: for each query attack (``QUERY_FILE`` in its trial's folder), the
     held-out defence's UAR (percent) after each query budget, and beside it, at zero queries,
     the transfer of the generator whose SNR it took (single- or multi-task, the lowest dev UAR
-    on that defence): its test UAR on the whole test split, its SNR."""
+    on that defence): on the query attack's own utterances where the query trial scored it,
+    else (``utterances`` empty) its test UAR on the whole test split, from its record."""
     rows = []
     done = trials[trials["stage"] >= 1]
     for path in sorted(p for e in ATTACK_EXPERIMENTS for p in (storage / e).glob(f"*/{QUERY_FILE}")):
@@ -284,7 +285,14 @@ def query_table(config: ExperimentConfig, storage: Path, trials: pd.DataFrame) -
                   "target_snr_db": curve["target_snr_db"], "target_from": curve["target_from"]}
         source = done[done["trial_id"] == curve["target_from"]]
         column = keys.uar(held, "test")
-        if len(source) and column in source:
+        generator = curve.get("generator")
+        if generator and len(source):
+            # Scored by the query trial on its own utterances: paired with the curve.
+            rows.append({**common, "method": source["strategy"].iloc[0], "queries": 0,
+                         "uar": 100 * generator["uar"], "clean_uar": 100 * curve["clean_uar"],
+                         "snr_db": generator["snr_db"], "linf": generator["linf"],
+                         "ms_per_utterance": np.nan, "utterances": curve["utterances"]})
+        elif len(source) and column in source:
             last = source.sort_values("stage").iloc[-1]
             rows.append({**common, "method": last["strategy"], "queries": 0,
                          "uar": 100 * last[column],
@@ -349,5 +357,5 @@ def write_report(config: ExperimentConfig, results: Path, storage: Path) -> pd.D
     write_atomically(results / "paper_comparison.csv",
                      lambda tmp: comparison.to_csv(tmp, index=False))
     write_text_atomically(results / "findings.md",
-                          findings(config, trials, table, sizes, defences))
+                          findings(config, trials, table, sizes, defences, queries))
     return table

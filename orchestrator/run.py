@@ -153,12 +153,14 @@ def _attack_grid(config: ExperimentConfig, data: TrialData, defences: dict, stor
             status[result.config["trial"]] = "ok" if error is None else \
                 f"failed: {failure_cause(error)}"
         if name == ATTACK_EXPERIMENT:
+            query_targets = best_transfer(storage / name, trials)
+            # A query attack also scores its generator on its own utterances: its weights too.
+            wanted = leaders | {generator for generator, _ in query_targets.values()}
             first_stages = {r.config["trial"]: r.checkpoint for r in grid
-                            if r.config["trial"] in leaders and r.error is None
+                            if r.config["trial"] in wanted and r.error is None
                             and r.checkpoint is not None}
             generator_snr = recorded_snr(storage / name, {t.snr_from for t in trials}
                                          - {GENERATOR_TARGET})
-            query_targets = best_transfer(storage / name, trials)
     return status
 
 

@@ -74,6 +74,8 @@ def test_the_query_attack_on_the_held_out_defence_beside_the_generators_transfer
     assert (square["snr_db"] >= square["target_snr_db"] - 1e-3).all()
     assert (square["linf"] <= square["eps"] + 1e-5).all()
     assert (results / "query_attack.png").is_file()
+    # The generator scored on the query attack's own utterances: a paired comparison.
+    assert (queries["utterances"] == 8).all() and queries["clean_uar"].nunique() == 1
 
 
 def test_report_only_rebuilds_the_same_tables(run):

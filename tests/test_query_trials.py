@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from orchestrator.config import load_config
@@ -101,4 +102,24 @@ def test_query_attack_csv_puts_the_generators_transfer_at_zero_queries(tmp_path)
     assert list(queries["method"]) == ["single-task", "square", "square"]
     assert list(queries["uar"]) == [60.0, 70.0, 50.0]
     assert queries["snr_db"].iloc[0] == 19.5 and (queries["defence"] == "CRNN").all()
+    # Without the generator scored on the query attack's utterances: its whole test split.
     assert np.isnan(queries["utterances"].iloc[0]) and queries["utterances"].iloc[1] == 16
+    curve = json.loads((folder / QUERY_FILE).read_text())
+    curve["generator"] = {"uar": 0.55, "snr_db": 19.0, "linf": 0.3}
+    (folder / QUERY_FILE).write_text(json.dumps(curve))
+    paired = query_table(config, tmp_path, frame)
+    assert np.allclose(paired["uar"], [55.0, 70.0, 50.0]) and (paired["utterances"] == 16).all()
+    assert (paired["clean_uar"] == 75.0).all() and paired["method"].iloc[0] == "single-task"
+
+
+def test_findings_say_how_many_queries_match_the_generators_transfer():
+    from orchestrator.findings import _queries_to_match
+
+    rows = [{"defence": "CRNN", "seed": s, "queries": q, "uar": u + s, "snr_db": 20.0}
+            for s in (0, 1) for q, u in ((0, 40.0), (10, 60.0), (100, 39.0), (1000, 20.0))]
+    line = _queries_to_match(pd.DataFrame(rows))[0]
+    assert line.startswith("8b. Queries the Square attack needs on CRNN")
+    assert "100 queries per utterance (UAR 39.5 against the generator's 40.5)" in line
+    never = [r | {"uar": 90.0} for r in rows if r["queries"]] + [r for r in rows if not r["queries"]]
+    assert "not within 1,000 queries per utterance" in _queries_to_match(pd.DataFrame(never))[0]
+    assert _queries_to_match(None) == [] and _queries_to_match(pd.DataFrame()) == []

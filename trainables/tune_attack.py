@@ -23,7 +23,7 @@ from trainables.figures import figure2, figure_inputs, figure_to_array, save_fig
 from trainables.regularisers import build_regulariser
 from trainables.settings import BaselineSettings, TrialSettings
 from trainables.stage_loop import LoopCallbacks, LoopSettings, StageLoop, freeze
-from trainables.metrics import uar
+from trainables.metrics import snr_db, uar
 from trainables.query_attacks import flat_eps, query_curve
 from trainables.stages import BASELINES, QUERY_ATTACKS
 from trainables.transfer_attacks import (AttackParameters, TransferAttack, calibrate_eps,
@@ -59,7 +59,8 @@ def train_attack_trial(config: dict, data: TrialData, defences: dict, settings: 
     splits = {s: split_tensors(data, s, rt) for s in ("train", *keys.SPLITS)}
     fallback = (resume_from or {}).get(trial.id)
     if trial.strategy in QUERY_ATTACKS:
-        run_query_trial(trial, settings, models, splits, (query_targets or {}).get(trial.id))
+        run_query_trial(trial, settings, rt, models, splits, (query_targets or {}).get(trial.id),
+                        first_stages or {})
         return
     if trial.strategy in BASELINES:
         stage_reports = StageReports(trial, settings, rt, models, splits, data)
@@ -179,12 +180,35 @@ def run_baseline(trial: AttackTrial, settings: TrialSettings, rt: Runtime,
                               float("nan") if target_db is None else target_db})
 
 
-def run_query_trial(trial: AttackTrial, settings: TrialSettings, defences: dict[str, nn.Module],
-                    splits: dict[str, Split], target: tuple[str, float] | None) -> None:
+def generator_on(checkpoint: tune.Checkpoint | None, settings: TrialSettings, rt: Runtime,
+                 model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict | None:
+    """The held-out ``model``'s UAR on ``x`` perturbed by the generator whose final
+    ``checkpoint`` this is (a single- or multi-task trial's atrous attacker), and that
+    perturbation's SNR: the zero-query point of a query attack, on its own utterances. ``None``
+    without a usable checkpoint."""
+    state = final_stage_state(checkpoint) if checkpoint is not None else None
+    if state is None:
+        return None
+    attacker = build_attacker("atrous", settings.attack, tuple(x.shape[1:]))
+    attacker.load_state_dict(state["attacker"])
+    attacker = place(attacker, rt).eval()
+    with torch.no_grad(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=rt.amp):
+        eta = attacker(x).float()
+        predicted = model(x + eta).argmax(1)
+    return {"uar": uar(y.cpu().numpy(), predicted.cpu().numpy()),
+            "snr_db": snr_db(x.pow(2).sum().item(), eta.pow(2).sum().item()),
+            "linf": eta.abs().max().item()}
+
+
+def run_query_trial(trial: AttackTrial, settings: TrialSettings, rt: Runtime,
+                    defences: dict[str, nn.Module], splits: dict[str, Split],
+                    target: tuple[str, float] | None,
+                    checkpoints: dict[str, tune.Checkpoint]) -> None:
     """The query-only Square attack on the trial's held-out defence: on
     ``query.utterances`` test utterances (drawn by the trial's seed), at the eps whose +-eps
     everywhere has the target SNR (the generator's that transfers best to the defence, or
-    ``query.target_snr_db``), one point per query budget, written to the trial's
+    ``query.target_snr_db``), one point per query budget, and that generator's own transfer on
+    the same utterances (from its final checkpoint in ``checkpoints``), written to the trial's
     ``QUERY_FILE`` (the report's query_attack.csv) and reported to Tune."""
     query = settings.query
     held = trial.defences[0]
@@ -208,6 +232,8 @@ def run_query_trial(trial: AttackTrial, settings: TrialSettings, defences: dict[
     curve = {"trial_id": trial.id, "defence": held, "seed": trial.seed, "eps": eps,
              "target_snr_db": target_db, "target_from": source, "utterances": len(x),
              "clean_uar": uar(y.cpu().numpy(), model(x).argmax(1).cpu().numpy()),
+             "generator": generator_on(checkpoints.get(source), settings, rt, model, x, y)
+             if source else None,
              "points": [asdict(p) for p in points]}
     publish(lambda path: path.write_text(json.dumps(curve, indent=2) + "\n"), QUERY_FILE)
     last = points[-1]
