@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import features, grid, packing, training
+from benchmarks import features, generation, grid, packing, training
 from trainables.atomic import write_text_atomically
 from trainables.device import Runtime, cpu_has_fast_bf16
 
@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
                                          / base["samples_per_s"])
         keep("training", {**report["training"], name: entry})
     keep("ewc", training.ewc_overhead(size, ours))
+    keep("generation", generation.generation_time(size, ours))
     keep("memory", training.strategy_memory(size, ours))
     keep("paper_grid", grid.paper_grid(
         {name: entry["default"]["samples_per_s"] for name, entry in report["training"].items()},
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             print(_row(f"{name}: default + compile", f"{entry['compiled']['samples_per_s']:,.1f}"
                        f" /s, {entry['compiled']['tflops']:.3f} TFLOP/s, "
                        f"x{entry['compiled_speedup']:.2f}; compile {entry['compile_s']:.0f} s"))
-    for section in ("ewc", "memory", "packing", "paper_grid"):
+    for section in ("ewc", "generation", "memory", "packing", "paper_grid"):
         print(f"{section}:")
         for key, value in report[section].items():
             print(_row(key, value))

@@ -18,10 +18,10 @@ from orchestrator.typed_load import from_dict, to_dict
 from trainables.data.corpora import CORPUS_KINDS
 from trainables.data.settings import FeatureSettings, SplitSpec, SyntheticSpec
 from trainables.errors import ConfigError
-from trainables.settings import (AttackSettings, AudioSettings, DefenceSpec,
+from trainables.settings import (AttackSettings, AudioSettings, BaselineSettings, DefenceSpec,
                                  DefenceTrainingSettings, LifelongSettings, PerformanceSettings,
-                                 TrialSettings)
-from trainables.stages import PAPER_STRATEGIES, STRATEGIES, Strategy
+                                 QuerySettings, TrialSettings)
+from trainables.stages import BASELINES, PAPER_STRATEGIES, QUERY_ATTACKS, STRATEGIES, Strategy
 from trainables.validation import positive
 
 
@@ -96,7 +96,9 @@ class GridConfig:
         if repeated:
             # Like a repeated seed: the same trial twice, under one name (one folder).
             raise ConfigError(f"lambdas: {repeated[0]:g} is given twice; lambdas must differ")
-        if any(s != "single-task" for s in self.strategies) and not self.sequences:
+        # Single-task and the per-example baselines can attack each defence alone.
+        if any(s not in ("single-task", *BASELINES, *QUERY_ATTACKS) for s in self.strategies) \
+                and not self.sequences:
             raise ConfigError("sequences: empty; name at least one sequence of defences")
         for name, sequence in self.sequences.items():
             check_name(f"sequences.{name}", name)
@@ -147,6 +149,8 @@ class ExperimentConfig:
     defence_training: DefenceTrainingSettings = field(default_factory=DefenceTrainingSettings)
     attack: AttackSettings = field(default_factory=AttackSettings)
     lifelong: LifelongSettings = field(default_factory=LifelongSettings)
+    baselines: BaselineSettings = field(default_factory=BaselineSettings)
+    query: QuerySettings = field(default_factory=QuerySettings)
     grid: GridConfig = field(default_factory=GridConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
     performance: PerformanceSettings = field(default_factory=PerformanceSettings)
@@ -168,6 +172,28 @@ class ExperimentConfig:
                 if self.defences[defence].held_out:
                     raise ConfigError(f"grid.sequences.{name}: {defence!r} is held out "
                                       f"(defences.{defence}.held_out), so never attacked")
+        if any(s in QUERY_ATTACKS for s in self.grid.strategies):
+            if not self.held_out_defences:
+                raise ConfigError("grid.strategies: the square attack queries each held-out "
+                                  "defence, but no defence is held out (defences.<name>."
+                                  "held_out: true)")
+            frames, bands = self.data.features.frames, self.data.features.n_mels
+            # The Square attack's first square, of side round(sqrt(p T F)), must fit the input.
+            limit = (min(frames, bands) - 0.5) ** 2 / (frames * bands)
+            if self.query.p_init >= limit:
+                raise ConfigError(f"query.p_init: {self.query.p_init:g} makes the Square "
+                                  f"attack's first square larger than a {frames} x {bands} "
+                                  f"input allows; give one below {limit:.3f}")
+        for i, surrogates in enumerate(self.baselines.surrogates):
+            for defence in surrogates:
+                if defence not in self.defences:
+                    raise ConfigError(f"baselines.surrogates[{i}]: {defence!r} is not a defined "
+                                      f"defence; defined: {', '.join(self.defences)}")
+                if self.defences[defence].held_out:
+                    raise ConfigError(f"baselines.surrogates[{i}]: {defence!r} is held out "
+                                      f"(defences.{defence}.held_out): a transfer attack may "
+                                      "not be computed on the model it is evaluated to transfer "
+                                      "to")
 
     @property
     def attacked_defences(self) -> list[str]:
@@ -183,7 +209,7 @@ class ExperimentConfig:
         """What every trial of this run is given (``trainables.settings``)."""
         return TrialSettings(defences=dict(self.defences), defence_training=self.defence_training,
                              attack=self.attack, lifelong=self.lifelong,
-                             performance=self.performance, audio=self.audio,
+                             baselines=self.baselines, query=self.query, performance=self.performance, audio=self.audio,
                              features=self.data.features,
                              defence_cpus=self.tune.defence_resources.cpu,
                              attack_cpus=self.tune.attack_resources.cpu)

@@ -27,10 +27,12 @@ import pandas as pd
 from scipy import stats
 
 from orchestrator.config import ExperimentConfig
+from orchestrator.grid import surrogate_sets
 from orchestrator.paper import paper_table1
 from orchestrator.trial_table import trained_on
 from orchestrator.verdict import MIN_SEEDS, POWER, Verdict, holm
 from trainables import metric_keys as keys
+from trainables.stages import BASELINES
 
 LOUDER_DB = 1.0  # an SNR this much lower marks an attack as the louder of two
 EQUIVALENCE_MARGIN = 5.0  # UAR points: "comparable" means within this of each other
@@ -355,10 +357,12 @@ def _snr_notes(config: ExperimentConfig, sizes: pd.DataFrame, table: pd.DataFram
 
 
 def findings(config: ExperimentConfig, trials: pd.DataFrame, table: pd.DataFrame,
-             sizes: pd.DataFrame, defences: dict | None = None) -> str:
+             sizes: pd.DataFrame, defences: dict | None = None,
+             queries: pd.DataFrame | None = None) -> str:
     """The markdown text of ``findings.md`` from the per-trial records ``trials`` (one row per
     trial and stage, UAR in [0, 1]), Table 1 (for the lambdas chosen on dev), the perturbation
-    table and the defences' clean UAR by grid seed (``defences.json``)."""
+    table, the defences' clean UAR by grid seed (``defences.json``) and ``query_attack.csv``'s
+    table (``reporter.query_table``), if any."""
     ours, paper = RunSource(config, trials, table, defences or {}), PaperSource(config)
     claims = paper_findings(config)
     verdicts = [Verdict(c.effect(ours).to_numpy(dtype=float), c.unit, c.margin)
@@ -381,13 +385,100 @@ def findings(config: ExperimentConfig, trials: pd.DataFrame, table: pd.DataFrame
         detail = _snr_notes(config, sizes, table) if claim.number == "2" else ""
         lines.append(_line(claim, verdict, claim.effect(paper), detail))
     lines += _beyond_the_paper(config, ours, table, sizes)
+    lines += _queries_to_match(queries)
     return "\n".join(lines)
+
+
+def _queries_to_match(queries: pd.DataFrame | None) -> list[str]:
+    """8b: per held-out defence, the fewest queries per utterance after which the Square
+    attack's UAR (mean over seeds) is at or below the generator's zero-query transfer."""
+    if queries is None or queries.empty:
+        return []
+    lines = []
+    for defence, part in queries.groupby("defence"):
+        mean = part.groupby("queries")[["uar", "snr_db"]].mean()
+        if 0 not in mean.index or len(mean) < 2:
+            continue
+        transfer, transfer_snr = mean.loc[0, "uar"], mean.loc[0, "snr_db"]
+        curve = mean.drop(index=0)
+        matched = curve[curve["uar"] <= transfer]
+        listing = ", ".join(f"{q:,} queries {r.uar:.1f} at {r.snr_db:.1f} dB"
+                            for q, r in curve.iterrows())
+        if matched.empty:
+            verdict = (f"not within {curve.index.max():,} queries per utterance (its UAR stays "
+                       f"above the generator's {transfer:.1f})")
+        else:
+            verdict = (f"{matched.index.min():,} queries per utterance (UAR "
+                       f"{matched['uar'].iloc[0]:.1f} against the generator's {transfer:.1f})")
+        lines.append(f"8b. Queries the Square attack needs on {defence}, held out, to match "
+                     f"the generator's transfer to it without any query: {verdict}. The "
+                     f"generator's SNR {transfer_snr:.1f} dB; the Square attack's: {listing} "
+                     "(its eps makes +-eps everywhere as loud as the generator; it spends "
+                     "less, so a higher SNR is a quieter attack).\n")
+    return lines
+
+
+def _recorded_order(s: RunSource, method: str, defences: tuple[str, ...]) -> tuple[str, ...]:
+    """The order in which ``method``'s trial on the set ``defences`` recorded them (a
+    multi-task trial keeps its first sequence's order; a baseline the surrogate set's)."""
+    seen = s.trials.loc[s.trials["strategy"] == method, "defences"].map(tuple)
+    return next((t for t in dict.fromkeys(seen) if set(t) == set(defences)), defences)
+
+
+def _generator_against_baselines(config: ExperimentConfig, ours: RunSource,
+                                 sizes: pd.DataFrame) -> list[str]:
+    """8: per surrogate set, the generator trained on it (single-task for one defence,
+    multi-task for a set) against the per-example baseline that transfers best from it, on the
+    defences neither was computed on (held-out ones included), paired within seeds. The best
+    baseline is chosen by its mean over seeds (choosing it per seed would favour the
+    baselines), and each SNR is given beside it: two rows more than ``LOUDER_DB`` apart are
+    not at the same perturbation size, and the louder is named."""
+    methods = [m for m in BASELINES if m in config.grid.strategies]
+    if not methods:
+        return []
+    label = {n: spec.label for n, spec in config.defences.items()}
+    lines = []
+    for surrogates in surrogate_sets(config):
+        targets = [d for d in config.defences if d not in surrogates]
+        generator = "single-task" if len(surrogates) == 1 else "multi-task"
+        if not targets or generator not in config.grid.strategies:
+            continue
+
+        def transfer(method: str, surrogates=surrogates, targets=targets) -> pd.Series:
+            trained = _recorded_order(ours, method, surrogates)
+            return _mean_by_seed(ours.uar(method, trained, d) for d in targets)
+
+        ours_generator = transfer(generator)
+        baselines = {m: u for m in methods if not (u := transfer(m)).empty}
+        if ours_generator.empty or not baselines:
+            continue
+        best = min(baselines, key=lambda m: baselines[m].mean())
+        effect = (baselines[best] - ours_generator).dropna()
+        verdict = Verdict(effect.to_numpy(dtype=float))
+        name = " + ".join(label[d] for d in surrogates)
+        snr = {m: _snr(sizes, m, " + ".join(label[d] for d in _recorded_order(ours, m, surrogates)))
+               for m in (generator, best)}
+        louder = ""
+        if abs(snr[generator] - snr[best]) > LOUDER_DB:
+            loud = min(snr, key=snr.get)
+            louder = (f" Not at the same perturbation size: {loud}'s is the louder by "
+                      f"{abs(snr[generator] - snr[best]):.1f} dB.")
+        listing = ", ".join(f"{m} {u.mean():.1f}" for m, u in baselines.items())
+        lines.append(
+            f"8. The generator transfers better than per-example attacks at the same SNR, from "
+            f"{name}: **{verdict.word}**, {verdict.describe()}. Measured as the best baseline's "
+            f"({best}) mean adversarial test UAR on the defences neither was computed on "
+            f"({', '.join(label[d] for d in targets)}) minus the {generator} generator's "
+            f"({ours_generator.mean():.1f}); every baseline's: {listing}. SNR (test): "
+            f"{generator} {snr[generator]:.1f} dB, {best} {snr[best]:.1f} dB.{louder}\n")
+    return lines
 
 
 def _beyond_the_paper(config: ExperimentConfig, ours: RunSource, table: pd.DataFrame,
                       sizes: pd.DataFrame) -> list[str]:
     """6: what the input-dependent attacker buys over a universal perturbation; 7: which
-    strategy transfers best to the held-out defences, which no stage ever attacked."""
+    strategy transfers best to the held-out defences, which no stage ever attacked; 8: the
+    generator against the per-example baselines from the same defences."""
     names = config.attacked_defences
     label = {n: spec.label for n, spec in config.defences.items()}
     lines = []
@@ -418,4 +509,4 @@ def _beyond_the_paper(config: ExperimentConfig, ours: RunSource, table: pd.DataF
                      f"{clean.iloc[0] if len(clean) else float('nan'):.1f}). Lowest five: "
                      f"{listing}. A lower UAR at a lower SNR may only be a louder "
                      "perturbation.\n")
-    return lines
+    return lines + _generator_against_baselines(config, ours, sizes)

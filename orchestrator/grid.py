@@ -3,7 +3,10 @@
 Reading it should feel like reading Table 1: single-task rows (one per defence), multi-task rows
 (every prefix of two or more defences of each sequence, each set once), and transfer and
 lifelong rows (one trial per sequence, and per lambda for lifelong, reporting after every stage
-so that one 3-defence trial gives both its 2-defence and its 3-defence rows).
+so that one 3-defence trial gives both its 2-defence and its 3-defence rows), and the
+per-example baselines (one trial per method and surrogate set; they train nothing, and run in
+the continued experiment when their budget is calibrated to the SNR the generator on the same
+defences recorded, ``snr_from``).
 
 A transfer or lifelong trial trains its first stage exactly as the single-task trial on its first
 defence does (same seed, same iterations). With ``grid.share_first_stage`` it starts from that
@@ -21,7 +24,7 @@ from decimal import Decimal
 from orchestrator.config import ExperimentConfig
 from trainables.regularisers import REGULARISERS
 from trainables.errors import ConfigError
-from trainables.stages import Plan, Stage, make_plan
+from trainables.stages import BASELINES, QUERY_ATTACKS, Plan, Stage, make_plan
 from trainables.trials import AttackTrial, DefenceTrial
 
 # The Tune experiments of a run, in its storage: the defences, the attack trials that start from
@@ -32,10 +35,14 @@ ATTACK_EXPERIMENTS = (ATTACK_EXPERIMENT, CONTINUED_EXPERIMENT)
 EXPERIMENTS = (DEFENCE_EXPERIMENT, *ATTACK_EXPERIMENTS)
 
 
+# A query attack's snr_from when its target is the generator that transfers best to its
+# defence: which one is known only once the first experiment has run.
+GENERATOR_TARGET = "best-generator"
+
 def experiment_of(trial: AttackTrial) -> str:
     """The Tune experiment that runs ``trial``: the continued experiment's trials start from
-    the final state of a trial of the first."""
-    return CONTINUED_EXPERIMENT if trial.starts_from else ATTACK_EXPERIMENT
+    the final state of a trial of the first, or (a per-example baseline) take its SNR."""
+    return CONTINUED_EXPERIMENT if trial.starts_from or trial.snr_from else ATTACK_EXPERIMENT
 
 
 def _lambda_tag(lam: float) -> str:
@@ -88,10 +95,27 @@ def defence_trials(config: ExperimentConfig) -> list[DefenceTrial]:
     return trials
 
 
+def defence_sets(config: ExperimentConfig) -> list[tuple[str, ...]]:
+    """Each attacked defence alone (beside single-task) and each sequence's defences together
+    (beside multi-task), each set once: what the universal perturbation is trained on, and by
+    default what the per-example baselines are computed on."""
+    sets = {frozenset([name]): (name,) for name in config.attacked_defences}
+    for sequence in config.grid.sequences.values():
+        sets.setdefault(frozenset(sequence), tuple(sequence))
+    return list(sets.values())
+
+
+def surrogate_sets(config: ExperimentConfig) -> list[tuple[str, ...]]:
+    """The surrogate sets of the per-example baselines: ``baselines.surrogates`` as given, or
+    by default ``defence_sets``."""
+    return [tuple(s) for s in config.baselines.surrogates] or defence_sets(config)
+
+
 def attack_trials(config: ExperimentConfig) -> list[AttackTrial]:
-    """One trial per strategy x sequence x lambda x seed (lambda for lifelong only). Held-out
-    defences are never attacked: single-task and universal trials attack each of the others,
-    the sequences hold none (the config checks)."""
+    """One trial per strategy x sequence x lambda x seed (lambda for lifelong only), and per
+    baseline method x surrogate set x seed. Held-out defences are never attacked: single-task
+    and universal trials attack each of the others, the sequences and surrogate sets hold none
+    (the config checks)."""
     grid, attack = config.grid, config.attack
     trials: list[AttackTrial] = []
 
@@ -117,13 +141,23 @@ def attack_trials(config: ExperimentConfig) -> list[AttackTrial]:
                         seen.add(frozenset(sequence[:k]))
                         add("multi-task", "", tuple(sequence[:k]), None, seed)
         if "universal" in grid.strategies:
-            # Against each attacked defence (beside single-task) and against each sequence's
-            # defences together (beside multi-task).
-            sets = {frozenset([name]): (name,) for name in config.attacked_defences}
-            for sequence in grid.sequences.values():
-                sets.setdefault(frozenset(sequence), tuple(sequence))
-            for defences in sets.values():
+            for defences in defence_sets(config):
                 add("universal", "", defences, None, seed)
+        for method in (s for s in BASELINES if s in grid.strategies):
+            for defences in surrogate_sets(config):
+                add(method, "", defences, None, seed)
+                if config.baselines.eps == "calibrate" and \
+                        config.baselines.target_snr_db == "generator":
+                    trials[-1] = replace(trials[-1],
+                                         snr_from=_generator_of(trials, defences, seed).id)
+        for method in (s for s in QUERY_ATTACKS if s in grid.strategies):
+            for held in config.held_out_defences:
+                # Scored on the defence it queries, so not a row of Table 1.
+                trials.append(AttackTrial(
+                    id=f"{method}-{held}-seed{seed}", plan=make_plan(method, (held,), 0, 0),
+                    sequence="", defences=(held,), lam=None, seed=seed, in_table=False,
+                    snr_from=GENERATOR_TARGET if config.query.target_snr_db == "generator"
+                    else ""))
         for name, sequence in grid.sequences.items():
             if "transfer" in grid.strategies:
                 add("transfer", name, tuple(sequence), None, seed)
@@ -133,6 +167,22 @@ def attack_trials(config: ExperimentConfig) -> list[AttackTrial]:
     trials = _share_first_stages(trials) if grid.share_first_stage else trials
     _check_unique(trials)
     return trials
+
+
+def _generator_of(trials: list[AttackTrial], defences: tuple[str, ...],
+                  seed: int) -> AttackTrial:
+    """The generator trained on ``defences`` (in any order) with ``seed``: single-task for one
+    defence, multi-task for a set; ``ConfigError`` if the grid has none."""
+    strategy = "single-task" if len(defences) == 1 else "multi-task"
+    for trial in trials:
+        if trial.strategy == strategy and trial.seed == seed and \
+                frozenset(trial.defences) == frozenset(defences):
+            return trial
+    raise ConfigError(
+        f"baselines.target_snr_db: 'generator' calibrates each baseline to the SNR of the "
+        f"{strategy} generator on {' + '.join(defences)}, which this grid does not train; add "
+        f"{strategy} to grid.strategies, or give the target in dB (--set "
+        "baselines.target_snr_db=16)")
 
 
 def _share_first_stages(trials: list[AttackTrial]) -> list[AttackTrial]:

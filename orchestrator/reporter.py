@@ -20,13 +20,14 @@ from orchestrator.records import read_defences, read_status, stage_records
 from orchestrator.trial_table import trained_on, trial_table
 from trainables import metric_keys as keys
 from trainables.figures import figure2, load_figure_data, save_png
-from trainables.trial_folder import AUDIO_FOLDER, FIGURE_FILE, SNR_FILE
+from trainables.stages import BASELINES
+from trainables.trial_folder import AUDIO_FOLDER, FIGURE_FILE, QUERY_FILE, SNR_FILE
 from trainables.trials import AttackTrial
 
 log = logging.getLogger(__name__)
 
 TABLE_METHODS = ("clean", "single-task", "noise", "universal", "multi-task", "transfer",
-                 "lifelong")
+                 "lifelong", *BASELINES)
 
 
 def _labels(config: ExperimentConfig, names) -> str:
@@ -230,7 +231,7 @@ def figure3(config: ExperimentConfig, sweep: pd.DataFrame, path: Path) -> None:
 def figure2_png(storage: Path, trials: pd.DataFrame, path: Path) -> bool:
     """Figure 2 from the recorded utterance of the preferred finished trial (lifelong, else
     any); returns whether one was written."""
-    order = ["lifelong", "multi-task", "transfer", "single-task", "universal"]
+    order = ["lifelong", "multi-task", "transfer", "single-task", "universal", *BASELINES]
     ranked = trials.sort_values("strategy", key=lambda s: s.map(order.index))
     for trial_id, experiment in ranked[["trial_id", "tune_experiment"]].drop_duplicates() \
             .itertuples(index=False):
@@ -264,6 +265,76 @@ def collect_audio(storage: Path, trials: pd.DataFrame, folder: Path) -> pd.DataF
     return table
 
 
+QUERY_COLUMNS = ["defence", "seed", "method", "queries", "uar", "clean_uar", "snr_db", "linf",
+                 "ms_per_utterance", "eps", "target_snr_db", "target_from", "utterances"]
+
+
+def query_table(config: ExperimentConfig, storage: Path, trials: pd.DataFrame) -> pd.DataFrame:
+    """``query_attack.csv``: for each query attack (``QUERY_FILE`` in its trial's folder), the
+    held-out defence's UAR (percent) after each query budget, and beside it, at zero queries,
+    the transfer of the generator whose SNR it took (single- or multi-task, the lowest dev UAR
+    on that defence): on the query attack's own utterances where the query trial scored it,
+    else (``utterances`` empty) its test UAR on the whole test split, from its record."""
+    rows = []
+    done = trials[trials["stage"] >= 1]
+    for path in sorted(p for e in ATTACK_EXPERIMENTS for p in (storage / e).glob(f"*/{QUERY_FILE}")):
+        curve = json.loads(path.read_text())
+        held, seed = curve["defence"], int(curve["seed"])
+        label = config.defences[held].label if held in config.defences else held
+        common = {"defence": label, "seed": seed, "eps": curve["eps"],
+                  "target_snr_db": curve["target_snr_db"], "target_from": curve["target_from"]}
+        source = done[done["trial_id"] == curve["target_from"]]
+        column = keys.uar(held, "test")
+        generator = curve.get("generator")
+        if generator and len(source):
+            # Scored by the query trial on its own utterances: paired with the curve.
+            rows.append({**common, "method": source["strategy"].iloc[0], "queries": 0,
+                         "uar": 100 * generator["uar"], "clean_uar": 100 * curve["clean_uar"],
+                         "snr_db": generator["snr_db"], "linf": generator["linf"],
+                         "ms_per_utterance": np.nan, "utterances": curve["utterances"]})
+        elif len(source) and column in source:
+            last = source.sort_values("stage").iloc[-1]
+            rows.append({**common, "method": last["strategy"], "queries": 0,
+                         "uar": 100 * last[column],
+                         "clean_uar": 100 * last[keys.uar(held, "test", "clean_uar")],
+                         "snr_db": last[keys.perturbation("test", "snr_db")],
+                         "linf": last.get(keys.perturbation("test", "linf"), np.nan),
+                         "ms_per_utterance": last.get(keys.perturbation("test",
+                                                                        "ms_per_utterance"),
+                                                      np.nan),
+                         "utterances": np.nan})
+        for point in curve["points"]:
+            rows.append({**common, "method": path.parent.name.split(f"-{held}-")[0],
+                         "queries": point["queries"], "uar": 100 * point["uar"],
+                         "clean_uar": 100 * curve["clean_uar"], "snr_db": point["snr_db"],
+                         "linf": point["linf"], "ms_per_utterance": point["ms_per_utterance"],
+                         "utterances": curve["utterances"]})
+    table = pd.DataFrame(rows, columns=QUERY_COLUMNS)
+    return table.sort_values(["defence", "seed", "queries"], kind="stable").reset_index(drop=True)
+
+
+def query_figure(table: pd.DataFrame, path: Path) -> None:
+    """``query_attack.png``: each held-out defence's UAR against the queries per utterance
+    (mean over seeds), the generator's zero-query transfer at 0 on the same axis."""
+    import matplotlib.pyplot as plt
+    if table.empty:
+        return
+    fig, ax = plt.subplots(figsize=(5.5, 3.8), constrained_layout=True)
+    for defence, part in table.groupby("defence"):
+        mean = part.groupby("queries")["uar"].mean()
+        ax.plot(mean.index, mean.values, marker="o", label=f"{defence}: Square attack")
+        if 0 in mean.index:
+            ax.scatter([0], [mean.loc[0]], marker="*", s=140, zorder=3,
+                       label=f"{defence}: generator's transfer (0 queries)")
+    positive = table.loc[table["queries"] > 0, "queries"]
+    if not positive.empty:
+        ax.set_xscale("symlog", linthresh=float(positive.min()))
+    ax.set_xlabel("queries per utterance")
+    ax.set_ylabel("adversarial test UAR [%]")
+    ax.legend(fontsize=7)
+    write_atomically(path, lambda tmp: save_png(fig, tmp))
+
+
 def write_report(config: ExperimentConfig, results: Path, storage: Path) -> pd.DataFrame:
     """Write every report file into ``results``; returns Table 1."""
     trials = trials_table(config, storage, results)
@@ -277,9 +348,14 @@ def write_report(config: ExperimentConfig, results: Path, storage: Path) -> pd.D
     figure3(config, sweep, results / "lambda_sweep.png")
     figure2_png(storage, trials, results / "figure2.png")
     collect_audio(storage, trials, results / "audio")
+    queries = query_table(config, storage, trials)
+    if not queries.empty:
+        write_atomically(results / "query_attack.csv",
+                         lambda tmp: queries.to_csv(tmp, index=False))
+        query_figure(queries, results / "query_attack.png")
     comparison = paper_comparison(table)
     write_atomically(results / "paper_comparison.csv",
                      lambda tmp: comparison.to_csv(tmp, index=False))
     write_text_atomically(results / "findings.md",
-                          findings(config, trials, table, sizes, defences))
+                          findings(config, trials, table, sizes, defences, queries))
     return table

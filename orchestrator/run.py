@@ -18,17 +18,21 @@ import yaml
 from orchestrator.config import ExperimentConfig, config_to_dict
 from orchestrator.data_prep import PreparedData, prepare_data
 from orchestrator.grid import (ATTACK_EXPERIMENT, ATTACK_EXPERIMENTS, DEFENCE_EXPERIMENT,
-                               EXPERIMENTS, attack_trials, defence_trials, experiment_of)
+                               EXPERIMENTS, GENERATOR_TARGET, attack_trials, defence_trials,
+                               experiment_of)
 from orchestrator.lock import RunLock
 from orchestrator.paths import cache_dir
 from orchestrator.preflight import check_models, check_resources
 from orchestrator.records import read_defences, write_defences, write_status
 from orchestrator.resume import check_resumable, check_same_data, check_same_defences
 from orchestrator.run_folder import CONFIG_FILE, check_storage_unused, saved_config, storage_of
+from trainables import metric_keys
 from trainables.atomic import write_text_atomically
 from trainables.data.feature_cache import load_features
-from trainables.errors import ProjectError
-from trainables.trials import TrialData
+from trainables.errors import DamagedFile, ProjectError
+from trainables.stage_record import StageRecord
+from trainables.trial_folder import RECORDS_FOLDER
+from trainables.trials import AttackTrial, TrialData
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +134,8 @@ def _attack_grid(config: ExperimentConfig, data: TrialData, defences: dict, stor
     leaders = {t.starts_from for t in trials if t.starts_from}
     status: dict[str, str] = {}
     first_stages: dict = {}  # leader's id -> its final checkpoint
+    generator_snr: dict[str, float] = {}  # generator's id -> its dev SNR, for the baselines
+    query_targets: dict[str, tuple[str, float]] = {}  # query trial -> (generator, dev SNR)
     for name in ATTACK_EXPERIMENTS:
         mine = [t for t in trials if experiment_of(t) == name]
         if not mine:
@@ -137,7 +143,8 @@ def _attack_grid(config: ExperimentConfig, data: TrialData, defences: dict, stor
         experiment = Experiment(
             name, train_attack_trial, mine,
             {"data": data, "defences": defences, "settings": config.trial_settings(),
-             "first_stages": first_stages},
+             "first_stages": first_stages, "generator_snr": generator_snr,
+             "query_targets": query_targets},
             config.tune.attack_resources,
             asha=config.attack if config.tune.scheduler == "asha" else None)
         grid = run_experiment(experiment, config.tune, _labels(config), storage, resume)
@@ -146,10 +153,61 @@ def _attack_grid(config: ExperimentConfig, data: TrialData, defences: dict, stor
             status[result.config["trial"]] = "ok" if error is None else \
                 f"failed: {failure_cause(error)}"
         if name == ATTACK_EXPERIMENT:
+            query_targets = best_transfer(storage / name, trials)
+            # A query attack also scores its generator on its own utterances: its weights too.
+            wanted = leaders | {generator for generator, _ in query_targets.values()}
             first_stages = {r.config["trial"]: r.checkpoint for r in grid
-                            if r.config["trial"] in leaders and r.error is None
+                            if r.config["trial"] in wanted and r.error is None
                             and r.checkpoint is not None}
+            generator_snr = recorded_snr(storage / name, {t.snr_from for t in trials}
+                                         - {GENERATOR_TARGET})
     return status
+
+
+def recorded_snr(experiment: Path, trial_ids: set[str]) -> dict[str, float]:
+    """The dev SNR each of ``trial_ids`` recorded after its last stage, from its stage records
+    in ``experiment`` (what the report reads too); a trial without an intact record is left
+    out (the baselines calibrated to it then fail, naming it)."""
+    snr: dict[str, float] = {}
+    for trial_id in sorted(i for i in trial_ids if i):
+        record = last_record(experiment, trial_id)
+        value = record.metrics.get(metric_keys.perturbation("dev", "snr_db")) if record else None
+        if value is not None:
+            snr[trial_id] = value
+    return snr
+
+
+def last_record(experiment: Path, trial_id: str) -> StageRecord | None:
+    """The last intact stage record ``trial_id`` wrote in ``experiment``, or ``None``."""
+    paths = sorted((experiment / trial_id / RECORDS_FOLDER).glob("stage-*.json"),
+                   key=lambda p: int(p.stem.split("-")[1]))
+    try:
+        return StageRecord.load(paths[-1]) if paths else None
+    except DamagedFile as error:
+        log.info(str(error))
+        return None
+
+
+def best_transfer(experiment: Path, trials: list[AttackTrial]) -> dict[str, tuple[str, float]]:
+    """For each query attack calibrated to a generator (``snr_from`` is ``GENERATOR_TARGET``):
+    the single- or multi-task trial of its seed, recorded in ``experiment``, with the lowest
+    adversarial *dev* UAR on its held-out defence (chosen on dev, as lambda is), and that
+    trial's dev SNR. A query attack with no such record is left out (it then fails, naming
+    why)."""
+    generators = [t for t in trials if t.in_table and t.strategy in ("single-task", "multi-task")
+                  and experiment_of(t) == ATTACK_EXPERIMENT]
+    records = {t.id: r for t in generators if (r := last_record(experiment, t.id)) is not None}
+    targets: dict[str, tuple[str, float]] = {}
+    for query in (t for t in trials if t.snr_from == GENERATOR_TARGET):
+        held = query.defences[0]
+        uar, snr = metric_keys.uar(held, "dev"), metric_keys.perturbation("dev", "snr_db")
+        scored = sorted((records[t.id].metrics[uar], t.id) for t in generators
+                        if t.seed == query.seed and t.id in records
+                        and uar in records[t.id].metrics and snr in records[t.id].metrics)
+        if scored:
+            best = scored[0][1]
+            targets[query.id] = (best, records[best].metrics[snr])
+    return targets
 
 
 def run(config: ExperimentConfig, results: Path, resume: bool = False,

@@ -18,6 +18,7 @@ def test_quick_benchmarks_run_and_write_json(tmp_path):
         entry = report["training"][name]
         assert entry["naive_fp32"]["samples_per_s"] > 0 and entry["default"]["tflops"] > 0
     assert report["ewc"]["fisher_per_sample_s_per_1024"] > 0
+    assert report["generation"]["mi-fgsm_ensemble_ms_per_utterance"] > 0
     assert report["features"]["extraction"]["files_per_s"] > 0
     assert report["packing"]["2_trials_samples_per_s"] > 0
     assert "attacker training" in result.stdout
@@ -38,3 +39,24 @@ def test_the_paper_grid_projection_follows_the_throughput():
     # 50k one-defence steps at 100 steps/s, 34k multi-task steps at 50 steps/s (batch 32).
     expected = ((30_000 + 20_000) / 100 + 34_000 / 50) / 60
     assert abs(projected["shared_first_stage_projected_min"] - expected) < 1e-9
+
+
+def test_generation_time_puts_each_baseline_beside_the_generator():
+    import torch
+
+    from benchmarks.generation import generation_time
+    from benchmarks.training import Size
+    from trainables.device import Runtime
+    from trainables.transfer_attacks import AttackParameters
+
+    size = Size(frames=32, attacker_width=0.0625, defence_width=0.0625, batch_size=4, steps=1,
+                warmup=0, fisher_samples=4)
+    times = generation_time(size, Runtime(torch.device("cpu"), amp=False, channels_last=False),
+                            AttackParameters(steps=2, vmi_samples=2), utterances=2, repeats=1)
+    assert set(times) == {"generator_ms_per_utterance"} | {
+        f"{m}_{s}_ms_per_utterance" for m in ("pgd", "mi-fgsm", "di-fgsm", "vmi-fgsm")
+        for s in ("cnn4", "ensemble")}
+    assert all(value > 0 for value in times.values())
+    # Three surrogates cost more than one; VMI's neighbours more than MI's single gradient.
+    assert times["mi-fgsm_ensemble_ms_per_utterance"] > times["mi-fgsm_cnn4_ms_per_utterance"]
+    assert times["vmi-fgsm_ensemble_ms_per_utterance"] > times["mi-fgsm_ensemble_ms_per_utterance"]

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from trainables.data.settings import FeatureSettings
+from trainables.evaluation import perturbation_of
 from trainables.trial_folder import SNR_FILE
 
 # In a finished attack trial's folder: the WAV pairs and their SNRs (copied into the results).
@@ -68,14 +69,16 @@ def to_waveform(log_mel: np.ndarray, features: FeatureSettings, iterations: int,
 @torch.no_grad()
 def adversarial_examples(attacker: nn.Module, x: torch.Tensor, names: list[str],
                          mean: np.ndarray, std: np.ndarray, features: FeatureSettings,
-                         iterations: int, amp: bool = False) -> list[Example]:
+                         iterations: int, amp: bool = False,
+                         labels: torch.Tensor | None = None) -> list[Example]:
     """The clean and adversarial waveforms of the standardised inputs ``x`` ``(n, 1, T, F)``.
-    ``mean``/``std``: the per-band statistics the inputs were standardised with."""
+    ``mean``/``std``: the per-band statistics the inputs were standardised with; ``labels``:
+    the inputs' classes, for a per-example attack (``evaluation.perturbation_of``)."""
     was_training = attacker.training
     attacker.eval()
     try:
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
-            eta = attacker(x).float()
+            eta = perturbation_of(attacker, x, labels)
     finally:
         attacker.train(was_training)
     clean = x.float().cpu().numpy()[:, 0]

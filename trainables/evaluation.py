@@ -3,6 +3,7 @@ of the perturbation."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 
 import numpy as np
@@ -10,7 +11,7 @@ import torch
 from torch import nn
 
 from trainables import metric_keys as keys
-from trainables.metrics import confusion_matrix, uar
+from trainables.metrics import confusion_matrix, snr_db, uar
 
 Split = tuple[torch.Tensor, torch.Tensor]
 
@@ -33,28 +34,49 @@ def shuffled_positions(eta: torch.Tensor, generator: torch.Generator) -> torch.T
     return flat.gather(1, order).view_as(eta)
 
 
+def perturbation_of(attacker: nn.Module, x: torch.Tensor,
+                    y: torch.Tensor | None = None) -> torch.Tensor:
+    """``attacker``'s perturbation of ``x`` in fp32: ``attacker(x)`` for a generator, or
+    ``attacker(x, y)`` for one that ``needs_labels`` (a per-example attack,
+    ``trainables.transfer_attacks.TransferAttack``, which needs the true classes ``y``)."""
+    if getattr(attacker, "needs_labels", False):
+        if y is None:
+            raise ValueError(f"{type(attacker).__name__} needs the inputs' labels")
+        return attacker(x, y).float()
+    return attacker(x).float()
+
+
 @torch.no_grad()
 def adversarial_predictions(attacker: nn.Module, defences: Mapping[str, nn.Module],
-                            x: torch.Tensor, batch_size: int = 256, noise_seed: int = 0
+                            x: torch.Tensor, batch_size: int = 256, noise_seed: int = 0,
+                            y: torch.Tensor | None = None
                             ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray],
                                        dict[str, float]]:
-    """Each defence's predicted classes on ``x + attacker(x)`` and on the noise control
-    ``x + shuffled_positions(eta)``, and the perturbation's size and specificity:
+    """Each defence's predicted classes on ``x + attacker(x)`` (``attacker(x, y)`` for a
+    per-example attack, see ``perturbation_of``) and on the noise control
+    ``x + shuffled_positions(eta)``, and the perturbation's size, specificity and cost:
 
     - ``mse``: mean of ``eta ** 2``; ``snr_db``: ``10 log10(sum x^2 / sum eta^2)``;
+      ``linf``: the largest ``|eta|``;
     - ``mean_eta``: mean of ``eta`` over samples, positions and time;
     - ``shared_energy``: ``||mean over inputs of eta||^2 / mean ||eta||^2``, the share of the
-      perturbation's energy that is the same for every input (near 1: a fixed offset).
+      perturbation's energy that is the same for every input (near 1: a fixed offset);
+    - ``ms_per_utterance``: wall time of making ``eta``, per input (on CUDA, synchronised).
 
     The attacker runs once per chunk, whatever the number of defences: it costs more than any
     defence (its dilated convolutions keep the input's full resolution)."""
     adversarial: dict[str, list[torch.Tensor]] = {name: [] for name in defences}
     noise: dict[str, list[torch.Tensor]] = {name: [] for name in defences}
     generator = torch.Generator(device=x.device).manual_seed(noise_seed)
-    signal = energy = total = 0.0
+    signal = energy = total = largest = seconds = 0.0
     eta_sum = torch.zeros(x.shape[1:], device=x.device)
-    for chunk in x.split(batch_size):
-        eta = attacker(chunk).float()
+    labels = y.split(batch_size) if y is not None else [None] * len(x.split(batch_size))
+    for chunk, truth in zip(x.split(batch_size), labels):
+        start = time.perf_counter()
+        eta = perturbation_of(attacker, chunk, truth)
+        if eta.device.type == "cuda":
+            torch.cuda.synchronize(eta.device)
+        seconds += time.perf_counter() - start
         control = shuffled_positions(eta, generator)
         for name, model in defences.items():
             adversarial[name].append(model(chunk + eta).argmax(dim=1))
@@ -62,11 +84,13 @@ def adversarial_predictions(attacker: nn.Module, defences: Mapping[str, nn.Modul
         signal += chunk.float().pow(2).sum().item()
         energy += eta.pow(2).sum().item()
         total += eta.sum().item()
+        largest = max(largest, eta.abs().max().item())
         eta_sum += eta.sum(dim=0)
     n = len(x)
     shared = (eta_sum / n).pow(2).sum().item() / max(energy / n, 1e-30)
-    size = {"mse": energy / x.numel(), "snr_db": float(10 * np.log10(signal / max(energy, 1e-30))),
-            "mean_eta": total / x.numel(), "shared_energy": shared}
+    size = {"mse": energy / x.numel(), "snr_db": snr_db(signal, energy),
+            "mean_eta": total / x.numel(), "shared_energy": shared, "linf": largest,
+            "ms_per_utterance": 1000 * seconds / n}
     as_numpy = {name: torch.cat(p).cpu().numpy() for name, p in adversarial.items()}
     return as_numpy, {name: torch.cat(p).cpu().numpy() for name, p in noise.items()}, size
 
@@ -112,7 +136,7 @@ def _evaluate_split(attacker: nn.Module | None, defences: Mapping[str, nn.Module
     adversarial: dict[str, np.ndarray] = {}
     if attacker is not None:
         adversarial, noise, size = adversarial_predictions(attacker, defences, x, batch_size,
-                                                           noise_seed)
+                                                           noise_seed, y)
         for metric, value in size.items():
             metrics[keys.perturbation(split, metric)] = value
     for name, model in defences.items():

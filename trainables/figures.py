@@ -50,9 +50,11 @@ def figure_inputs(attacker, defences: Mapping, x, label: int, classes: list[str]
     adversarial input, computed as they train (bf16 autocast with ``amp``)."""
     import torch  # only the trainables draw from models; the report reads saved data
 
+    from trainables.evaluation import perturbation_of
+
     attacker.eval()
     with torch.no_grad(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
-        eta = attacker(x[None])
+        eta = perturbation_of(attacker, x[None], torch.tensor([label], device=x.device))
         predictions = {name: (classes[int(m(x[None]).argmax())],
                               classes[int(m(x[None] + eta).argmax())])
                        for name, m in defences.items()}

@@ -14,11 +14,15 @@ from dataclasses import dataclass
 SPLITS = ("dev", "test")  # the evaluated splits (train is never evaluated)
 UAR_KINDS = ("clean_uar", "adv_uar", "noise_uar")  # noise: the shuffled-positions control
 PERTURBATION = "perturbation"
-PERTURBATION_METRICS = ("snr_db", "mse", "mean_eta", "shared_energy")
+# linf: the largest |eta|; ms_per_utterance: the wall time of making the perturbation (one
+# forward pass of a generator; every step of a per-example attack), per utterance.
+PERTURBATION_METRICS = ("snr_db", "mse", "mean_eta", "shared_energy", "linf", "ms_per_utterance")
 # What the training itself was like at a stage's end: the regulariser's share of the loss over
-# the stage's last logged steps (0 in a first stage or without a regulariser).
+# the stage's last logged steps (0 in a first stage or without a regulariser); for a per-example
+# baseline, the l_inf budget it was computed with (calibrated or given) and the dev SNR it was
+# calibrated to (NaN for a given budget).
 TRAINING = "training"
-TRAINING_METRICS = ("penalty_share",)
+TRAINING_METRICS = ("penalty_share", "eps", "target_snr_db")
 
 # What a training report (kind ``train``) carries beside the step, as TensorBoard's train/...
 LOSSES = ("attack_loss", "penalty", "total_loss", "lr")

@@ -1,4 +1,4 @@
-"""Unweighted average recall and the confusion matrix."""
+"""Unweighted average recall, the confusion matrix, and the perturbation's signal-to-noise ratio."""
 
 from __future__ import annotations
 
@@ -23,3 +23,11 @@ def uar(y_true, y_pred) -> float:
         raise ValueError(f"y_true and y_pred differ in length: {y_true.size} vs {y_pred.size}")
     recalls = [np.mean(y_pred[y_true == c] == c) for c in np.unique(y_true)]
     return float(np.mean(recalls))
+
+
+def snr_db(signal_energy: float, perturbation_energy: float) -> float:
+    """The perturbation's SNR in dB, ``10 log10(sum x^2 / sum eta^2)`` over every input and
+    position (the sums given): what ``perturbation/<split>/snr_db`` reports for every attack,
+    and what a baseline's budget is calibrated to. A zero perturbation counts as energy 1e-30
+    (about 300 dB), not as a division by zero."""
+    return float(10 * np.log10(signal_energy / max(perturbation_energy, 1e-30)))

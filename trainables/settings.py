@@ -1,9 +1,10 @@
 """Every setting a trial runs with, declared once, with its default and its validation.
 
 The driver's config (``orchestrator.config``) composes these classes under the YAML keys
-``defences``, ``defence_training``, ``attack``, ``lifelong`` and ``performance``, and hands a
-trial the whole ``TrialSettings``; the worker reads typed fields, never a dict. Nothing here
-imports torch, so the driver loads (and rejects) a config in a fraction of a second.
+``defences``, ``defence_training``, ``attack``, ``lifelong``, ``baselines`` and ``performance``,
+and hands a trial the whole ``TrialSettings``; the worker reads typed fields, never a dict.
+Nothing here imports torch, so the driver loads (and rejects) a config in a fraction of a
+second.
 
 Messages name the field (``alpha: must be in [0, 1]``); the config loader adds where the class
 sits (``attack.alpha: ...``).
@@ -11,10 +12,12 @@ sits (``attack.alpha: ...``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
 from trainables.data.settings import FeatureSettings
+from trainables.errors import ConfigError
 from trainables.models import MODELS, names
 from trainables.registry import check_name
 from trainables.regularisers import NONE, REGULARISERS
@@ -112,6 +115,79 @@ class AttackSettings:
 
 
 @dataclass(frozen=True)
+class BaselineSettings:
+    """The per-example transfer attacks (``trainables.transfer_attacks``; strategies ``pgd``,
+    ``mi-fgsm``, ``di-fgsm``, ``vmi-fgsm``): their schedule, their loss and their budget."""
+
+    steps: int = 10
+    step_factor: float = 1.0  # step size = step_factor x eps / steps (MI-FGSM's rule at 1)
+    decay: float = 1.0  # momentum decay of MI-, DI- and VMI-FGSM
+    # cross_entropy on the surrogates' log-softmax (keeps pushing past their boundary), or the
+    # project's C&W margin, the true class masked with -inf (stops at it).
+    loss: Literal["cross_entropy", "margin"] = "cross_entropy"
+    di_probability: float = 0.5  # DI: chance that a gradient sees a transformed input
+    di_min_scale: float = 0.9  # DI: frames and bands each rescaled to [min_scale, 1] of theirs
+    vmi_samples: int = 20  # VMI: neighbours per step for the variance term
+    vmi_radius: float = 1.5  # VMI: neighbours within radius x eps
+    # The l_inf budget in standardised feature units, or "calibrate": found per surrogate set
+    # by bisection on a dev subset so that the mean SNR is target_snr_db.
+    eps: float | Literal["calibrate"] = "calibrate"
+    # The SNR (dB, on dev) eps is calibrated to: "generator", that of the generator trained on
+    # the same defences (single-task for one, multi-task for a set; the baseline trial then
+    # runs after it, in the continued experiment), or a number.
+    target_snr_db: float | Literal["generator"] = "generator"
+    tolerance_db: float = 0.25  # the calibration's tolerance on the subset (the issue: 0.5)
+    calibration_utterances: int = 64  # dev utterances, drawn by the trial's seed
+    # The surrogate sets, each a list of defences attacked together; empty: each attacked
+    # defence alone and each sequence's defences together (as the universal perturbation).
+    surrogates: tuple[tuple[str, ...], ...] = ()
+
+    def __post_init__(self) -> None:
+        for key in ("steps", "step_factor", "vmi_samples", "vmi_radius", "tolerance_db",
+                    "calibration_utterances"):
+            positive(key, getattr(self, key))
+        positive("decay", self.decay, allow_zero=True)
+        within("di_probability", self.di_probability, 0, 1)
+        within("di_min_scale", self.di_min_scale, 0, 1, open_low=True)
+        if self.eps != "calibrate":
+            positive("eps", self.eps)
+        if self.target_snr_db != "generator" and not math.isfinite(self.target_snr_db):
+            raise ConfigError(f"target_snr_db: must be a finite number of dB, got "
+                              f"{self.target_snr_db}")
+        for i, surrogates in enumerate(self.surrogates):
+            if not surrogates or len(set(surrogates)) != len(surrogates):
+                raise ConfigError(f"surrogates[{i}]: needs one or more distinct defences, got "
+                                  f"{list(surrogates)}")
+
+
+@dataclass(frozen=True)
+class QuerySettings:
+    """The query-only Square attack on each held-out defence (strategy ``square``,
+    ``trainables.query_attacks``)."""
+
+    budgets: tuple[int, ...] = (100, 1000, 10000)  # queries per utterance, one point each
+    utterances: int = 128  # test utterances attacked, drawn by the trial's seed
+    # Below min(T, F)^2 / (T F) (0.169 for the paper's 373 x 64): the first square must fit.
+    p_init: float = 0.05
+    # The SNR its eps is set to: "generator", that of the generator (single- or multi-task)
+    # that transfers best to the held-out defence on dev; or a number (dB).
+    target_snr_db: float | Literal["generator"] = "generator"
+
+    def __post_init__(self) -> None:
+        if not self.budgets:
+            raise ConfigError("budgets: empty; give at least one query budget")
+        for i, budget in enumerate(self.budgets):
+            positive(f"budgets[{i}]", budget)
+        if len(set(self.budgets)) != len(self.budgets):
+            raise ConfigError(f"budgets: a budget is given twice in {list(self.budgets)}")
+        positive("utterances", self.utterances)
+        within("p_init", self.p_init, 0, 1, open_low=True)
+        if self.target_snr_db != "generator" and not math.isfinite(self.target_snr_db):
+            raise ConfigError(f"target_snr_db: must be a finite number of dB, got "
+                              f"{self.target_snr_db}")
+
+
+@dataclass(frozen=True)
 class LifelongSettings:
     """The lifelong strategy's regulariser (EWC by default, as in the paper)."""
 
@@ -169,6 +245,8 @@ class TrialSettings:
     defence_training: DefenceTrainingSettings = DefenceTrainingSettings()
     attack: AttackSettings = AttackSettings()
     lifelong: LifelongSettings = LifelongSettings()
+    baselines: BaselineSettings = BaselineSettings()
+    query: QuerySettings = QuerySettings()
     performance: PerformanceSettings = PerformanceSettings()
     audio: AudioSettings = AudioSettings()
     features: FeatureSettings = FeatureSettings()  # how the inputs were made (for the audio)

@@ -1,6 +1,7 @@
 """Strategies as data: each is a list of stages (the defences attacked together, for how long),
 the name of a regulariser and the attacker model trained. One loop
-(``trainables.stage_loop``) trains them all."""
+(``trainables.stage_loop``) trains them all; a per-example baseline (PGD, MI-, DI-, VMI-FGSM)
+is a plan of one untrained stage on its surrogates, computed when it is evaluated."""
 
 from __future__ import annotations
 
@@ -8,10 +9,18 @@ import typing
 from dataclasses import dataclass
 from typing import Literal
 
-# The paper's four, and the universal perturbation (``trainables/models/universal.py``).
-Strategy = Literal["single-task", "multi-task", "transfer", "lifelong", "universal"]
+# The paper's four, the universal perturbation (``trainables/models/universal.py``), and the
+# per-example transfer attacks a reviewer compares a generator with
+# (``trainables/transfer_attacks.py``: its ``METHODS`` has exactly these names).
+Strategy = Literal["single-task", "multi-task", "transfer", "lifelong", "universal",
+                   "pgd", "mi-fgsm", "di-fgsm", "vmi-fgsm", "square"]
 STRATEGIES: tuple[str, ...] = typing.get_args(Strategy)
 PAPER_STRATEGIES = STRATEGIES[:4]
+BASELINES: tuple[str, ...] = STRATEGIES[5:9]
+# The query-only attack on each held-out defence (``trainables/query_attacks.py``): not a row of
+# Table 1 (it queries the model it is scored on), its UAR against the queries in
+# query_attack.csv.
+QUERY_ATTACKS: tuple[str, ...] = STRATEGIES[9:]
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,15 @@ def universal(defences: tuple[str, ...], iterations: int) -> Plan:
     return Plan("universal", (Stage(tuple(defences), iterations),), attacker="universal")
 
 
+def per_example(method: str, surrogates: tuple[str, ...]) -> Plan:
+    """A per-example transfer attack (a name in ``BASELINES``) computed on ``surrogates``: one
+    stage of no training (the attack is computed per utterance when it is evaluated), its
+    "attacker" the method itself."""
+    if method not in BASELINES:
+        raise ValueError(f"unknown per-example attack {method!r}; allowed: {', '.join(BASELINES)}")
+    return Plan(method, (Stage(tuple(surrogates), 0),), attacker=method)
+
+
 def make_plan(strategy: str, defences: tuple[str, ...], first: int, later: int,
               regulariser: str = "ewc", multi_task_iterations: str = "matched") -> Plan:
     """The plan of ``strategy`` over ``defences`` (one defence for single-task). A one-stage plan
@@ -84,4 +102,8 @@ def make_plan(strategy: str, defences: tuple[str, ...], first: int, later: int,
         return transfer(defences, first, later)
     if strategy == "lifelong":
         return lifelong(defences, first, later, regulariser)
+    if strategy in BASELINES:
+        return per_example(strategy, defences)
+    if strategy in QUERY_ATTACKS:
+        return Plan(strategy, (Stage(tuple(defences), 0),), attacker=strategy)
     raise ValueError(f"unknown strategy {strategy!r}; allowed: {', '.join(STRATEGIES)}")

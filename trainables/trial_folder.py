@@ -8,6 +8,7 @@ RECORDS_FOLDER = "records"  # stage-<n>.json, ``trainables.stage_record``
 FIGURE_FILE = "figure2.npz"  # ``trainables.figures.save_figure_data``
 AUDIO_FOLDER = "audio"  # WAV pairs, ``trainables.audio_export.write_examples``
 SNR_FILE = "snr.json"  # in AUDIO_FOLDER: each example's SNR in the feature and waveform domain
+QUERY_FILE = "query_curve.json"  # a query attack's UAR against its queries, and its budget
 
 
 def record_path(stage: int) -> str:

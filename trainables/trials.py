@@ -48,6 +48,9 @@ class AttackTrial:
     lam: float | None  # the regulariser's strength (lifelong only)
     seed: int
     starts_from: str = ""  # the id of the one-stage trial whose final weights replace stage 1
+    # A per-example baseline calibrated to a generator's SNR: the id of the generator trial
+    # (single-task on its one surrogate, multi-task on its set) whose dev SNR is its target.
+    snr_from: str = ""
     in_table: bool = True  # False for a helper that only trains a shared first stage
 
     @property
