@@ -22,7 +22,6 @@ def run(tmp_path_factory):
     results = folder / "results"
     result = run_cli("--config", str(TINY), "--results", str(results),
                      "--set", "grid.strategies=[single-task, multi-task, mi-fgsm, di-fgsm, square]",
-                     "--set", "defences.crnn={model: crnn, width: 0.0625, held_out: true}",
                      "--set", "baselines.steps=3", "--set", "query.budgets=[5, 50]",
                      "--set", "query.utterances=8",
                      "--set", "baselines.di_probability=1.0", "--set", "audio.examples=1",

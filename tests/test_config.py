@@ -84,11 +84,13 @@ def test_an_empty_config_file_is_refused_not_run_at_paper_scale(tmp_path):
         load_config(tmp_path / "empty.yaml")
 
 
-def test_reproduce_is_the_default_run_over_five_seeds():
+def test_reproduce_is_the_default_run_over_five_seeds_with_every_baseline():
     smoke = config_to_dict(load_config(PROJECT_ROOT / "configs" / "smoke.yaml"))
     reproduce = config_to_dict(load_config(PROJECT_ROOT / "configs" / "reproduce.yaml"))
     assert reproduce["grid"].pop("seeds") == [0, 1, 2, 3, 4] and smoke["grid"].pop("seeds") == [0]
     assert reproduce.pop("name") == "reproduce" and smoke.pop("name") == "smoke"
+    ours, theirs = reproduce["grid"].pop("strategies"), smoke["grid"].pop("strategies")
+    assert set(ours) == set(theirs) | {"pgd", "vmi-fgsm"}
     assert reproduce == smoke
 
 

@@ -19,7 +19,31 @@ from tests.helpers import ROOT, TINY, cli_env, run_cli
 # Real Ray or a real subprocess in every test (``pytest -m "not slow"`` leaves them out).
 pytestmark = pytest.mark.slow
 COLUMNS = ["method", "defences", "lambda", "cnn4_dev", "cnn4_test", "vgg16_dev", "vgg16_test",
-           "resnet50_dev", "resnet50_test"]
+           "resnet50_dev", "resnet50_test", "crnn_dev", "crnn_test"]
+ATTACK_TRIALS = 3 + 4 + 2 + 1 + 2  # single-task, universal, multi-task, transfer, lifelong
+# A part of the grid for the tests that run it again and compare (sharing, a killed driver, a
+# signal): the strategies that continue a first stage, and their leaders. Each run of the whole
+# grid costs minutes; its trials give the very numbers they give in the whole grid.
+# Three trials continue a first stage, on two CPUs: one waits, so a driver killed once one has
+# finished leaves one to resume.
+PART = ["--set", "grid.strategies=[single-task, transfer, lifelong]"]
+PART_TRIALS = 3 + 1 + 2
+
+
+def assert_same_numbers(results: Path, whole: Path) -> None:
+    """Every trial and stage ``results`` recorded has the very numbers its namesake recorded in
+    ``whole`` (the uninterrupted run of the whole grid), and the Table-1 rows both hold that do
+    not depend on the strategies the grid holds are the same."""
+    ours = pd.read_parquet(results / "trials.parquet").set_index(["trial_id", "stage"])
+    theirs = pd.read_parquet(whole / "trials.parquet").set_index(["trial_id", "stage"])
+    metrics = [c for c in ours.columns if "/" in c and not c.endswith(("confusion",
+                                                                       "ms_per_utterance"))]
+    assert len(metrics) > 20 and set(ours.index) <= set(theirs.index)
+    pd.testing.assert_frame_equal(ours[metrics], theirs.loc[ours.index, metrics])
+    rows = pd.read_csv(results / "table1.csv").set_index(["method", "defences"])
+    reference = pd.read_csv(whole / "table1.csv").set_index(["method", "defences"])
+    assert len(rows) == 1 + 3 + 3 + 2 + 2  # clean, single-task, noise, transfer, lifelong
+    pd.testing.assert_frame_equal(rows, reference.loc[rows.index])
 
 
 @pytest.fixture(scope="module")
@@ -35,29 +59,64 @@ def run(tmp_path_factory):
 def test_table1_has_every_row_of_the_grid(run):
     results, _ = run
     table = pd.read_csv(results / "table1.csv")
-    assert list(table.columns[:9]) == COLUMNS
+    assert list(table.columns[:len(COLUMNS)]) == COLUMNS
     rows = list(zip(table["method"], table["defences"]))
     assert rows == [
-        ("clean", "CNN-4 + VGG-16 + ResNet-50"),
+        ("clean", "CNN-4 + VGG-16 + ResNet-50 + CRNN"),
         ("single-task", "CNN-4"), ("single-task", "VGG-16"), ("single-task", "ResNet-50"),
         ("noise", "CNN-4"), ("noise", "VGG-16"), ("noise", "ResNet-50"),
+        ("universal", "CNN-4"), ("universal", "VGG-16"), ("universal", "ResNet-50"),
+        ("universal", "CNN-4 + VGG-16 + ResNet-50"),
         ("multi-task", "CNN-4 + VGG-16"), ("multi-task", "CNN-4 + VGG-16 + ResNet-50"),
         ("transfer", "CNN-4 + VGG-16"), ("transfer", "CNN-4 + VGG-16 + ResNet-50"),
         ("lifelong", "CNN-4 + VGG-16"), ("lifelong", "CNN-4 + VGG-16 + ResNet-50")]
     uar = table[COLUMNS[3:]]
     assert uar.notna().all().all() and ((uar >= 0) & (uar <= 100)).all().all()
-    assert set(table.loc[table["method"] == "lifelong", "lambda"]) <= {100.0, 10000.0}
+    assert set(table.loc[table["method"] == "lifelong", "lambda"]) <= {1.0, 10000.0}
     assert table.loc[table["method"] != "lifelong", "lambda"].isna().all()
     assert (table["status"] == "ok").all()
+
+
+def test_table1_tells_the_attacks_from_the_clean_rows_from_noise_and_from_each_other(run):
+    """The tables the other tests compare mean something: an edit that changes a number a user
+    reads changes them. Each bound holds on seeds 0-4 of this grid with a margin (measured on
+    the test split, 18 clips a class, on the 2-core machine): every defence's clean UAR 29-66 %
+    (chance 14.3), the single-task attackers' mean drop on their own target 13-26 points and
+    12-22 points below their noise controls, each multi-task attacker's mean drop on its set
+    18-37 points (the three-defence universal perturbation's 21-29 on seeds 0-2); lambda = 1
+    and 1e4 gave different lifelong rows on every seed."""
+    results, _ = run
+    table = pd.read_csv(results / "table1.csv").set_index(["method", "defences"])
+    clean = table.loc[("clean", "CNN-4 + VGG-16 + ResNet-50 + CRNN")]
+    names = {"cnn4": "CNN-4", "vgg16": "VGG-16", "resnet50": "ResNet-50"}
+    for defence in [*names, "crnn"]:
+        assert clean[f"{defence}_test"] >= 25.0, (defence, clean[f"{defence}_test"])
+    drops = [clean[f"{d}_test"] - table.loc[("single-task", n), f"{d}_test"]
+             for d, n in names.items()]
+    above_noise = [table.loc[("noise", n), f"{d}_test"] - table.loc[("single-task", n), f"{d}_test"]
+                   for d, n in names.items()]
+    assert np.mean(drops) >= 8.0, drops
+    assert np.mean(above_noise) >= 6.0, above_noise
+    for method, defences in (("multi-task", "CNN-4 + VGG-16"),
+                             ("multi-task", "CNN-4 + VGG-16 + ResNet-50"),
+                             ("universal", "CNN-4 + VGG-16 + ResNet-50")):
+        attacked = [d for d, n in names.items() if n in defences.split(" + ")]
+        drop = np.mean([clean[f"{d}_test"] - table.loc[(method, defences), f"{d}_test"]
+                        for d in attacked])
+        assert drop >= 12.0, (method, defences, drop)
+    sweep = pd.read_csv(results / "lambda_sweep.csv")
+    lifelong = sweep[sweep["lambda"] > 0].set_index(["defences", "lambda"]).filter(like="_dev")
+    for defences in ("CNN-4 + VGG-16", "CNN-4 + VGG-16 + ResNet-50"):
+        assert not lifelong.loc[(defences, 1.0)].equals(lifelong.loc[(defences, 10000.0)])
 
 
 def test_trials_parquet_has_a_row_per_trial_and_stage(run):
     results, _ = run
     trials = pd.read_parquet(results / "trials.parquet")
     stages = trials.groupby("trial_id")["stage"].apply(sorted).to_dict()
-    assert stages["lifelong-clockwise-lam1e2-seed0"] == [1, 2, 3]  # counted as the console does
+    assert stages["lifelong-clockwise-lam1e0-seed0"] == [1, 2, 3]  # counted as the console does
     assert stages["single-task-cnn4-seed0"] == [1]
-    assert len(stages) == 3 + 2 + 1 + 2
+    assert len(stages) == ATTACK_TRIALS
     for column in ("cnn4/test/adv_uar", "cnn4/test/clean_uar", "cnn4/test/noise_uar",
                    "perturbation/test/snr_db", "perturbation/test/shared_energy"):
         assert trials[column].notna().all()
@@ -65,7 +124,7 @@ def test_trials_parquet_has_a_row_per_trial_and_stage(run):
     assert list(trials.columns[:len(TRIAL_COLUMNS)]) == TRIAL_COLUMNS
     assert not {"trained", "trained_defences", "kind", "score", "training_iteration",
                 "tune_trial_id", "confusion"} & set(trials.columns)
-    lifelong = trials[trials["trial_id"] == "lifelong-clockwise-lam1e2-seed0"]
+    lifelong = trials[trials["trial_id"] == "lifelong-clockwise-lam1e0-seed0"]
     assert [list(d) for d in lifelong["defences"]] == [
         ["cnn4"], ["cnn4", "vgg16"], ["cnn4", "vgg16", "resnet50"]]
     row = lifelong.iloc[-1]
@@ -83,21 +142,21 @@ def test_trials_parquet_has_a_row_per_trial_and_stage(run):
     later = trials[(trials["strategy"] == "lifelong") & (trials["stage"] >= 2)]
     assert (later[share] > 0).all() and (later[share] < 1).all()
     by_lambda = later.groupby("lambda")[share].mean()
-    assert by_lambda.loc[10000.0] > by_lambda.loc[100.0]
+    assert by_lambda.loc[10000.0] > by_lambda.loc[1.0]
 
 
 def test_tensorboard_events_hold_uar_scalars_and_the_figure(run):
     results, _ = run
-    trial = results / "runs" / CONTINUED_EXPERIMENT / "lifelong-clockwise-lam1e2-seed0"
+    trial = results / "runs" / CONTINUED_EXPERIMENT / "lifelong-clockwise-lam1e0-seed0"
     ours = EventAccumulator(str(trial / "tensorboard")).Reload()
     assert "eval/cnn4/test/adv_uar" in ours.Tags()["scalars"]
     assert any(tag.startswith("audio/") for tag in ours.Tags()["audio"])
     assert len(ours.Scalars("eval/cnn4/test/adv_uar")) == 3
     assert ours.Scalars("train/penalty")[-1].value > 0
     # It started from single-task CNN-4's weights: no training step of its own in stage 1 (the
-    # tiny grid's first stage is 12 iterations), but stage 1 is still evaluated.
-    assert min(e.step for e in ours.Scalars("train/attack_loss")) > 12
-    assert min(e.step for e in ours.Scalars("eval/cnn4/test/adv_uar")) == 12
+    # tiny grid's first stage is 100 iterations), but stage 1 is still evaluated.
+    assert min(e.step for e in ours.Scalars("train/attack_loss")) > 100
+    assert min(e.step for e in ours.Scalars("eval/cnn4/test/adv_uar")) == 100
     assert "figure2" in ours.Tags()["images"]
     tunes = EventAccumulator(str(trial)).Reload()
     assert any(tag.endswith("cnn4/dev/adv_uar") for tag in tunes.Tags()["scalars"])
@@ -106,18 +165,18 @@ def test_tensorboard_events_hold_uar_scalars_and_the_figure(run):
 def test_the_other_outputs_exist(run):
     results, result = run
     sizes = pd.read_csv(results / "perturbation.csv")
-    assert len(sizes) == 9 and sizes["snr_db_test"].notna().all()
+    assert len(sizes) == ATTACK_TRIALS + 1 and sizes["snr_db_test"].notna().all()  # 2 transfer
     assert ((sizes["shared_energy_test"] >= 0) & (sizes["shared_energy_test"] <= 1)).all()
     for name in ("lambda_sweep.csv", "lambda_sweep.png", "figure2.png", "findings.md",
                  "config.yaml", "split.json"):
         assert (results / name).stat().st_size > 0, name
     sweep = pd.read_csv(results / "lambda_sweep.csv")
-    assert set(sweep["lambda"]) == {0.0, 100.0, 10000.0}
+    assert set(sweep["lambda"]) == {0.0, 1.0, 10000.0}
     assert "Multi-task" in (results / "findings.md").read_text()
     assert "table1.csv" in result.stdout
     # Four WAV pairs per finished trial, at the corpus's rate, each pair of one length.
     snr = pd.read_csv(results / "audio" / "snr.csv")
-    assert len(snr) == 4 * 8 and snr["snr_db_waveform"].notna().all()  # 8 trials
+    assert len(snr) == 4 * ATTACK_TRIALS and snr["snr_db_waveform"].notna().all()
     for row in snr.itertuples():
         pair = [soundfile.info(str(results / "audio" / row.trial_id / f"{row.utterance}_{k}.wav"))
                 for k in ("clean", "adversarial")]
@@ -127,10 +186,12 @@ def test_the_other_outputs_exist(run):
 def test_the_console_says_what_each_trial_did_in_a_line(run):
     _, result = run
     lines = result.stdout.splitlines()
-    finished = [line for line in lines if "lifelong-clockwise-lam1e2-seed0: finished in" in line]
+    finished = [line for line in lines if "lifelong-clockwise-lam1e0-seed0: finished in" in line]
     assert len(finished) == 1 and finished[0].startswith(f"[{CONTINUED_EXPERIMENT} ")
     assert "adversarial dev UAR %: CNN-4" in finished[0]
-    assert any(line.startswith(f"[{ATTACK_EXPERIMENT} 5/5] ") for line in lines)
+    first_experiment = 3 + 4 + 2  # single-task, universal, multi-task
+    assert any(line.startswith(f"[{ATTACK_EXPERIMENT} {first_experiment}/{first_experiment}] ")
+               for line in lines)
     # Tune's per-trial boxes, which repeat the whole config, and its checkpoint lines are gone.
     assert "experiment/tune/storage_path" not in result.stdout
     assert "Checkpoint successfully created" not in result.stdout + result.stderr
@@ -162,12 +223,12 @@ def test_sharing_the_first_stage_gives_the_same_table_as_training_it_again(run, 
                                                                           ray_head):
     results, _ = run
     # On the session's Ray head: the local start is the `run` fixture's to test, not this one's.
-    unshared = run_cli("--config", str(TINY), "--results", str(tmp_path / "r"),
+    unshared = run_cli("--config", str(TINY), "--results", str(tmp_path / "r"), *PART,
                        "--set", "grid.share_first_stage=false", "--address", ray_head.address,
                        cwd=tmp_path, timeout=900, env=ray_head.env)
     assert unshared.returncode == 0, unshared.stderr[-3000:]
     assert not (tmp_path / "r" / "runs" / CONTINUED_EXPERIMENT).exists()
-    assert (tmp_path / "r" / "table1.csv").read_text() == (results / "table1.csv").read_text()
+    assert_same_numbers(tmp_path / "r", results)
 
 
 def test_a_second_run_on_the_same_folder_is_refused(run, tmp_path):
@@ -211,7 +272,7 @@ def test_a_killed_driver_resumes_without_redoing_finished_trials(run, tmp_path, 
 
     results = tmp_path / "results"
     driver = subprocess.Popen([sys.executable, str(ROOT / "run_grid.py"), "--config", str(TINY),
-                               "--results", str(results)], cwd=tmp_path, env=cli_env(),
+                               "--results", str(results), *PART], cwd=tmp_path, env=cli_env(),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
     try:
@@ -231,15 +292,15 @@ def test_a_killed_driver_resumes_without_redoing_finished_trials(run, tmp_path, 
         except ProcessLookupError:
             pass
     before = _finished_trials(results)
-    assert 2 <= len(before) < 8 and len(_finished_trials(results, [wave])) >= wanted
+    assert 2 <= len(before) < PART_TRIALS and len(_finished_trials(results, [wave])) >= wanted
     resumed = run_cli("--results", str(results), "--resume", cwd=tmp_path, timeout=900)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     after = _finished_trials(results)
-    assert len(after) == 8
+    assert len(after) == PART_TRIALS
     for trial_id, text in before.items():
         assert after[trial_id] == text, f"{trial_id} ran again"
     uninterrupted, _ = run
-    assert (results / "table1.csv").read_text() == (uninterrupted / "table1.csv").read_text()
+    assert_same_numbers(results, uninterrupted)
 
 
 def test_a_report_from_no_recorded_trials_says_so_and_keeps_the_table(run, tmp_path):
@@ -257,12 +318,12 @@ def test_a_report_from_no_recorded_trials_says_so_and_keeps_the_table(run, tmp_p
 def test_close_lambdas_are_two_trials_each_reported_as_its_own(tmp_path):
     """100 and 120 once gave both trials the name ``lam1e2``: one folder, two of three trials
     finished, ``partial`` rows and lambda-120 numbers that were the other trial's, at exit 0."""
-    two = "{cnn4: {model: cnn4, width: 0.0625}, vgg16: {model: vgg16, width: 0.0625}}"
     results = tmp_path / "r"
-    result = run_cli("--config", str(TINY), "--results", str(results), "--set",
-                     f"defences={two}", "--set", "grid.sequences={c: [cnn4, vgg16]}", "--set",
-                     "grid.strategies=[lifelong]", "--set", "grid.lambdas=[100.0, 120.0]",
-                     cwd=tmp_path, timeout=900)
+    # The tiny grid's defences (cached by then), a short two-stage sequence.
+    result = run_cli("--config", str(TINY), "--results", str(results),
+                     "--set", "grid.sequences={c: [cnn4, vgg16]}",
+                     "--set", "grid.strategies=[lifelong]", "--set", "grid.lambdas=[100.0, 120.0]",
+                     "--set", "attack.first_stage_iterations=25", cwd=tmp_path, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert (pd.read_csv(results / "table1.csv")["status"] == "ok").all()
     trials = pd.read_parquet(results / "trials.parquet")
@@ -293,7 +354,8 @@ def test_a_signal_to_the_whole_process_group_ends_the_run_as_sigterm_to_the_driv
 
     results = tmp_path / "results"
     driver = subprocess.Popen(["timeout", "900", sys.executable, str(ROOT / "run_grid.py"),
-                               "--config", str(TINY), "--results", str(results)], cwd=tmp_path,
+                               "--config", str(TINY), "--results", str(results), *PART],
+                              cwd=tmp_path,
                               env=cli_env(), text=True, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, start_new_session=True)
     lines, stopped = [], None
@@ -314,4 +376,4 @@ def test_a_signal_to_the_whole_process_group_ends_the_run_as_sigterm_to_the_driv
     resumed = run_cli("--results", str(results), "--resume", cwd=tmp_path, timeout=900)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     uninterrupted, _ = run
-    assert (results / "table1.csv").read_text() == (uninterrupted / "table1.csv").read_text()
+    assert_same_numbers(results, uninterrupted)

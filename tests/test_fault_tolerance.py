@@ -23,7 +23,7 @@ from tests.helpers import ROOT, TINY, cli_env, run_cli
 pytestmark = pytest.mark.slow
 
 ONE_TRIAL = ["--set", "grid.strategies=[lifelong]", "--set", "grid.lambdas=[100.0]",
-             "--set", "attack.first_stage_iterations=300", "--set", "attack.checkpoint_every=20"]
+             "--set", "attack.first_stage_iterations=150", "--set", "attack.checkpoint_every=20"]
 METRICS = ["cnn4/test/adv_uar", "vgg16/test/adv_uar", "resnet50/dev/adv_uar",
            "perturbation/test/snr_db"]
 

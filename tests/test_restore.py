@@ -41,9 +41,13 @@ def ray_instance() -> Iterator[None]:
 
 
 def tiny_config(max_failures: int) -> ExperimentConfig:
-    """tests/tiny.yaml with one single-task attack trial (12 steps, a checkpoint every 4) and
-    ``max_failures`` retries."""
+    """tests/tiny.yaml with one single-task attack trial (12 steps, a checkpoint every 4), a
+    defence of 20 steps (a checkpoint every 10) and ``max_failures`` retries: where a trial
+    restarts is what matters here, not what it learns."""
     return load_config(TINY, ["grid.strategies=[single-task]",
+                              "attack.first_stage_iterations=12", "attack.checkpoint_every=4",
+                              "attack.log_every=4", "defence_training.iterations=20",
+                              "defence_training.eval_every=10",
                               f"tune.max_failures={max_failures}"])
 
 

@@ -48,9 +48,9 @@ def test_margin_reduction_sum_weighs_the_margin_by_the_batch_size():
 
 
 def test_the_default_configs_margin_reduction_reaches_the_loss():
-    """configs/smoke.yaml (the default run) sets ``margin_reduction: sum``; tests/tiny.yaml
-    leaves ``mean``. The default's attack settings, with the margin alone and a small batch,
-    train on the summed margin."""
+    """configs/smoke.yaml (the default run) sets ``margin_reduction: sum`` (tests/tiny.yaml
+    too). The default's attack settings, with the margin alone and a small batch, train on the
+    summed margin."""
     default = load_config(ROOT / "configs" / "smoke.yaml").attack
     assert default.margin_reduction == "sum"
     ours = replace(default, alpha=1.0, batch_size=8, log_every=1, lr_decay_every=100)
