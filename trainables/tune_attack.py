@@ -154,7 +154,9 @@ def build_baseline(trial: AttackTrial, settings: TrialSettings, rt: Runtime,
             found = calibrate_eps(trial.strategy, x[subset], y[subset], surrogates, target_db,
                                   parameters, bounds, trial.seed, baselines.tolerance_db,
                                   settings.attack.eval_batch_size)
-        log.info(f"{trial.id}: eps {found.eps:.4g} gives {found.snr_db:.2f} dB SNR on "
+        # Debug, not info: the record keeps eps and the target (training/train/eps,
+        # target_snr_db), and a line per trial on the console is nothing to act on.
+        log.debug(f"{trial.id}: eps {found.eps:.4g} gives {found.snr_db:.2f} dB SNR on "
                  f"{len(subset)} dev utterances (target {target_db:.2f} dB, "
                  f"{found.evaluations} attacks)")
         eps = found.eps
