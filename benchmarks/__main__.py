@@ -14,6 +14,7 @@ import torch
 from benchmarks import features, generation, grid, packing, training
 from trainables.atomic import write_text_atomically
 from trainables.device import Runtime, cpu_has_fast_bf16
+from trainables.transfer_attacks import AttackParameters
 
 
 def _row(name: str, value) -> str:
@@ -70,7 +71,10 @@ def main(argv: list[str] | None = None) -> int:
                                          / base["samples_per_s"])
         keep("training", {**report["training"], name: entry})
     keep("ewc", training.ewc_overhead(size, ours))
-    keep("generation", generation.generation_time(size, ours))
+    # --quick: two steps and two VMI neighbours, two utterances (the full figures' 10 steps and
+    # 20 neighbours from three defences take minutes on a CPU).
+    keep("generation", generation.generation_time(size, ours, *(
+        (AttackParameters(steps=2, vmi_samples=2), 2, 1) if args.quick else ())))
     keep("memory", training.strategy_memory(size, ours))
     keep("paper_grid", grid.paper_grid(
         {name: entry["default"]["samples_per_s"] for name, entry in report["training"].items()},

@@ -117,12 +117,12 @@ def test_resume_and_report_only_refuse_settings_other_than_the_runs(tmp_path):
                                                              "data.root=/no/such/folder"])))
     (results / "config.yaml").write_text(saved)
     for flag in ("--resume", "--report-only"):
-        result = run_cli("--results", str(results), flag, "--set", "attack.lr=0.01",
+        result = run_cli("--results", str(results), flag, "--set", "attack.lr=0.02",
                          "--set", "grid.seeds=[0, 1]", cwd=tmp_path, timeout=60)
         assert result.returncode == 2, result.stdout + result.stderr
         assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
         assert (f"{flag} uses the settings the run was started with ({results / 'config.yaml'}); "
-                "the command line would change attack.lr (0.003 there, 0.01 given), "
+                "the command line would change attack.lr (0.01 there, 0.02 given), "
                 "grid.seeds ([0] there, [0, 1] given): drop them") in result.stderr
     result = run_cli("--results", str(results), "--resume", "--config", str(TINY), cwd=tmp_path,
                      timeout=60)
@@ -130,7 +130,7 @@ def test_resume_and_report_only_refuse_settings_other_than_the_runs(tmp_path):
         in result.stderr, result.stderr
     # The same settings again (the starting command with --resume) pass, and the run goes on.
     result = run_cli("--results", str(results), "--resume", "--config", str(TINY), "--corpus",
-                     "demos", "--data-root", "/no/such/folder", "--set", "attack.lr=0.003",
+                     "demos", "--data-root", "/no/such/folder", "--set", "attack.lr=0.01",
                      cwd=tmp_path, timeout=60)
     assert "data folder /no/such/folder does not exist" in result.stderr, result.stderr
     assert (results / "config.yaml").read_text() == saved

@@ -92,7 +92,7 @@ def test_a_trial_that_keeps_failing_is_marked_and_the_rest_completes(tmp_path):
     trials = pd.read_parquet(tmp_path / "r" / "trials.parquet")
     row = trials[trials["trial_id"] == "single-task-cnn4-seed0"].iloc[0]
     assert row["status"] == "failed" and "injected" in row["error"]
-    follower = tmp_path / "r" / "runs" / CONTINUED_EXPERIMENT / "lifelong-clockwise-lam1e2-seed0"
+    follower = tmp_path / "r" / "runs" / CONTINUED_EXPERIMENT / "lifelong-clockwise-lam1e0-seed0"
     first = json.loads((follower / "result.json").read_text().splitlines()[0])
     assert first["kind"] == "train" and first["stage"] == 1  # it trained stage 1 itself
     assert "left no usable final state" in result.stdout

@@ -26,7 +26,10 @@ def constructed_trials(seeds, uar, defences=DEFENCES) -> tuple:
     config, its trial table and its clean defences."""
     config = load_config(PROJECT_ROOT / "configs" / "smoke.yaml",
                          [f"grid.seeds=[{','.join(map(str, seeds))}]",
-                          "grid.lambdas=[100.0, 10000.0]"])  # paper_like's forgetting: log10
+                          "grid.lambdas=[100.0, 10000.0]",  # paper_like's forgetting: log10
+                          # the generator's strategies (tests/test_baseline_trials.py: the rest)
+                          "grid.strategies=[single-task, multi-task, transfer, lifelong, "
+                          "universal]"])
 
     def metrics_of(trial, trained):
         metrics = {}
