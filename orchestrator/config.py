@@ -8,6 +8,7 @@ the key and the allowed values, and stop the run before anything starts.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -165,13 +166,7 @@ class ExperimentConfig:
         for name in self.defences:
             check_name(f"defences.{name}", name)
         for name, sequence in self.grid.sequences.items():
-            for defence in sequence:
-                if defence not in self.defences:
-                    raise ConfigError(f"grid.sequences.{name}: {defence!r} is not a defined "
-                                      f"defence; defined: {', '.join(self.defences)}")
-                if self.defences[defence].held_out:
-                    raise ConfigError(f"grid.sequences.{name}: {defence!r} is held out "
-                                      f"(defences.{defence}.held_out), so never attacked")
+            self._check_attackable(f"grid.sequences.{name}", sequence, ", so never attacked")
         if any(s in QUERY_ATTACKS for s in self.grid.strategies):
             if not self.held_out_defences:
                 raise ConfigError("grid.strategies: the square attack queries each held-out "
@@ -185,15 +180,20 @@ class ExperimentConfig:
                                   f"attack's first square larger than a {frames} x {bands} "
                                   f"input allows; give one below {limit:.3f}")
         for i, surrogates in enumerate(self.baselines.surrogates):
-            for defence in surrogates:
-                if defence not in self.defences:
-                    raise ConfigError(f"baselines.surrogates[{i}]: {defence!r} is not a defined "
-                                      f"defence; defined: {', '.join(self.defences)}")
-                if self.defences[defence].held_out:
-                    raise ConfigError(f"baselines.surrogates[{i}]: {defence!r} is held out "
-                                      f"(defences.{defence}.held_out): a transfer attack may "
-                                      "not be computed on the model it is evaluated to transfer "
-                                      "to")
+            self._check_attackable(f"baselines.surrogates[{i}]", surrogates,
+                                   ": a transfer attack may not be computed on the model it "
+                                   "is evaluated to transfer to")
+
+    def _check_attackable(self, key: str, defences: Sequence[str], why_not_held_out: str) -> None:
+        """Raise ``ConfigError`` naming ``key`` unless every one of ``defences`` is defined and
+        not held out (``why_not_held_out`` ends that message)."""
+        for defence in defences:
+            if defence not in self.defences:
+                raise ConfigError(f"{key}: {defence!r} is not a defined defence; defined: "
+                                  f"{', '.join(self.defences)}")
+            if self.defences[defence].held_out:
+                raise ConfigError(f"{key}: {defence!r} is held out "
+                                  f"(defences.{defence}.held_out){why_not_held_out}")
 
     @property
     def attacked_defences(self) -> list[str]:
