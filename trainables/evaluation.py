@@ -3,6 +3,7 @@ of the perturbation."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Mapping
 
@@ -70,7 +71,7 @@ def adversarial_predictions(attacker: nn.Module, defences: Mapping[str, nn.Modul
     generator = torch.Generator(device=x.device).manual_seed(noise_seed)
     signal = energy = total = largest = seconds = 0.0
     eta_sum = torch.zeros(x.shape[1:], device=x.device)
-    labels = y.split(batch_size) if y is not None else [None] * len(x.split(batch_size))
+    labels = y.split(batch_size) if y is not None else itertools.repeat(None)
     for chunk, truth in zip(x.split(batch_size), labels):
         start = time.perf_counter()
         eta = perturbation_of(attacker, chunk, truth)
