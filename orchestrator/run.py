@@ -134,6 +134,7 @@ def _attack_grid(config: ExperimentConfig, data: TrialData, defences: dict, stor
     leaders = {t.starts_from for t in trials if t.starts_from}
     status: dict[str, str] = {}
     first_stages: dict = {}  # leader's id -> its final checkpoint
+    first_records: dict[str, StageRecord] = {}  # leader's id -> its record of that state
     generator_snr: dict[str, float] = {}  # generator's id -> its dev SNR, for the baselines
     query_targets: dict[str, tuple[str, float]] = {}  # query trial -> (generator, dev SNR)
     for name in ATTACK_EXPERIMENTS:
@@ -144,7 +145,7 @@ def _attack_grid(config: ExperimentConfig, data: TrialData, defences: dict, stor
             name, train_attack_trial, mine,
             {"data": data, "defences": defences, "settings": config.trial_settings(),
              "first_stages": first_stages, "generator_snr": generator_snr,
-             "query_targets": query_targets},
+             "query_targets": query_targets, "first_records": first_records},
             config.tune.attack_resources,
             asha=config.attack if config.tune.scheduler == "asha" else None)
         grid = run_experiment(experiment, config.tune, _labels(config), storage, resume)
@@ -159,6 +160,9 @@ def _attack_grid(config: ExperimentConfig, data: TrialData, defences: dict, stor
             first_stages = {r.config["trial"]: r.checkpoint for r in grid
                             if r.config["trial"] in wanted and r.error is None
                             and r.checkpoint is not None}
+            first_records = {i: r for i in sorted(leaders) if i in first_stages
+                             and (r := last_record(storage / name, i)) is not None
+                             and r.stage == 1 and r.finished}
             generator_snr = recorded_snr(storage / name, {t.snr_from for t in trials}
                                          - {GENERATOR_TARGET})
     return status

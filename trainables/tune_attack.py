@@ -40,14 +40,18 @@ def train_attack_trial(config: dict, data: TrialData, defences: dict, settings: 
                        trials: dict[str, AttackTrial], first_stages: dict | None = None,
                        resume_from: dict | None = None,
                        generator_snr: dict[str, float] | None = None,
-                       query_targets: dict[str, tuple[str, float]] | None = None) -> None:
+                       query_targets: dict[str, tuple[str, float]] | None = None,
+                       first_records: dict[str, StageRecord] | None = None) -> None:
     """``config["trial"]``: the id of this trial's spec in ``trials``; ``data``: the run's
     features (from the object store); ``defences``: by grid seed, a reference in the object
     store to that seed's defences' weights (a trial fetches its own seed's only);
     ``first_stages``: by trial id, the final checkpoint of a one-stage trial, for a trial that
     ``starts_from`` it; ``generator_snr``: by trial id, the dev SNR a generator trial recorded,
     for a per-example baseline calibrated to it (``snr_from``); ``query_targets``: by query
-    trial id, the generator whose dev SNR it takes and that SNR; ``resume_from``: by trial id, a checkpoint to continue from when Tune
+    trial id, the generator whose dev SNR it takes and that SNR; ``first_records``: by trial
+    id, the stage record a one-stage trial of ``first_stages`` wrote of its final state, which a
+    trial that starts from that state takes as its own first stage's instead of evaluating the
+    same weights again; ``resume_from``: by trial id, a checkpoint to continue from when Tune
     has none (an experiment run again after its saved state could not be restored).
 
     Reports training losses every ``log_every`` iterations, checkpoints every
@@ -69,8 +73,10 @@ def train_attack_trial(config: dict, data: TrialData, defences: dict, settings: 
         stage_reports.close()
         return
     loop = build_stage_loop(trial, settings, rt, models, splits)
-    _start(loop, trial, first_stages or {}, fallback)
+    took_first = _start(loop, trial, first_stages or {}, fallback)
     stage_reports = StageReports(trial, settings, rt, models, splits, data)
+    if took_first and trial.starts_from in (first_records or {}):
+        stage_reports.evaluated_before[1] = first_records[trial.starts_from]
     loop.run(stage_reports.callbacks())
     stage_reports.close()
 
@@ -244,20 +250,23 @@ def run_query_trial(trial: AttackTrial, settings: TrialSettings, rt: Runtime,
 
 
 def _start(loop: StageLoop, trial: AttackTrial, first_stages: dict[str, tune.Checkpoint],
-           fallback: tune.Checkpoint | None) -> None:
+           fallback: tune.Checkpoint | None) -> bool:
     """Continue from the trial's checkpoint (a retry or ``--resume``, else ``fallback``), else
-    from the final state of the trial it ``starts_from``, else from scratch."""
+    from the final state of the trial it ``starts_from``, else from scratch. Whether it took
+    that final state as its first stage."""
     state = restore(fallback)
     if state is not None:
         loop.load_state_dict(state)
-        return
+        return False
     first = final_stage_state(first_stages[trial.starts_from]) \
         if trial.starts_from in first_stages else None
     if first is not None:
         loop.start_after_first_stage(first)
-    elif trial.starts_from:
+        return True
+    if trial.starts_from:
         log.info(f"{trial.id}: {trial.starts_from} left no usable final state; training the "
                  "first stage here")
+    return False
 
 
 class StageReports:
@@ -275,6 +284,10 @@ class StageReports:
         self.clean_predictions: dict = {}  # filled at the first evaluation, reused after
         self.score = 1.0  # mean adversarial dev UAR of the latest evaluation
         self.last_log: dict = {}  # the losses of the latest logged steps
+        # By stage: the record another trial wrote of this trial's attacker at that stage's end
+        # (the first stage taken from a one-stage trial): the same weights on the same data, so
+        # the same numbers, which are taken instead of evaluating again.
+        self.evaluated_before: dict[int, StageRecord] = {}
 
     def callbacks(self) -> LoopCallbacks:
         return LoopCallbacks(on_log=self.on_log, on_step=self.on_step,
@@ -302,9 +315,13 @@ class StageReports:
         record the stage: TensorBoard, Figure 2's data, the stage record, the audio examples of
         a finished trial, and a report to Tune with ``state`` as its checkpoint. ``training``:
         the ``metric_keys.training`` values of the stage."""
-        metrics = evaluate(attacker, self.defences, self.evaluated,
-                           self.settings.attack.eval_batch_size, self.clean_predictions,
-                           amp=self.rt.amp, noise_seed=self.trial.seed)
+        if stages_done in self.evaluated_before:
+            before = self.evaluated_before[stages_done]
+            metrics = {**before.metrics, "confusion": before.confusion}
+        else:
+            metrics = evaluate(attacker, self.defences, self.evaluated,
+                               self.settings.attack.eval_batch_size, self.clean_predictions,
+                               amp=self.rt.amp, noise_seed=self.trial.seed)
         confusion = metrics.pop("confusion")
         metrics.update(training)
         for key, value in metrics.items():
