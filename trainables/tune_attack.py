@@ -74,9 +74,9 @@ def train_attack_trial(config: dict, data: TrialData, defences: dict, settings: 
         return
     loop = build_stage_loop(trial, settings, rt, models, splits)
     took_first = _start(loop, trial, first_stages or {}, fallback)
-    stage_reports = StageReports(trial, settings, rt, models, splits, data)
-    if took_first and trial.starts_from in (first_records or {}):
-        stage_reports.evaluated_before[1] = first_records[trial.starts_from]
+    stage_reports = StageReports(trial, settings, rt, models, splits, data,
+                                 (first_records or {}).get(trial.starts_from) if took_first
+                                 else None)
     loop.run(stage_reports.callbacks())
     stage_reports.close()
 
@@ -271,11 +271,14 @@ def _start(loop: StageLoop, trial: AttackTrial, first_stages: dict[str, tune.Che
 
 class StageReports:
     """The stage loop's callbacks in a Tune trial: losses to TensorBoard and Tune, checkpoints,
-    and after each stage the evaluation of every defence, Figure 2's data and the ASHA score."""
+    and after each stage the evaluation of every defence, Figure 2's data and the ASHA score.
+    ``first_record``: the record another trial wrote of this trial's attacker at its first
+    stage's end (the first stage taken from a one-stage trial): the same weights on the same
+    data, so the same numbers, taken instead of evaluating again."""
 
     def __init__(self, trial: AttackTrial, settings: TrialSettings, rt: Runtime,
                  defences: dict[str, nn.Module], splits: dict[str, Split],
-                 data: TrialData) -> None:
+                 data: TrialData, first_record: StageRecord | None = None) -> None:
         self.trial, self.settings, self.rt = trial, settings, rt
         self.defences, self.classes, self.data = defences, data.classes, data
         self.evaluated = {s: splits[s] for s in keys.SPLITS}
@@ -284,10 +287,7 @@ class StageReports:
         self.clean_predictions: dict = {}  # filled at the first evaluation, reused after
         self.score = 1.0  # mean adversarial dev UAR of the latest evaluation
         self.last_log: dict = {}  # the losses of the latest logged steps
-        # By stage: the record another trial wrote of this trial's attacker at that stage's end
-        # (the first stage taken from a one-stage trial): the same weights on the same data, so
-        # the same numbers, which are taken instead of evaluating again.
-        self.evaluated_before: dict[int, StageRecord] = {}
+        self.first_record = first_record
 
     def callbacks(self) -> LoopCallbacks:
         return LoopCallbacks(on_log=self.on_log, on_step=self.on_step,
@@ -315,9 +315,8 @@ class StageReports:
         record the stage: TensorBoard, Figure 2's data, the stage record, the audio examples of
         a finished trial, and a report to Tune with ``state`` as its checkpoint. ``training``:
         the ``metric_keys.training`` values of the stage."""
-        if stages_done in self.evaluated_before:
-            before = self.evaluated_before[stages_done]
-            metrics = {**before.metrics, "confusion": before.confusion}
+        if stages_done == 1 and self.first_record is not None:
+            metrics = {**self.first_record.metrics, "confusion": self.first_record.confusion}
         else:
             metrics = evaluate(attacker, self.defences, self.evaluated,
                                self.settings.attack.eval_batch_size, self.clean_predictions,
