@@ -23,7 +23,10 @@ from tests.helpers import ROOT, TINY, cli_env, run_cli
 pytestmark = pytest.mark.slow
 
 ONE_TRIAL = ["--set", "grid.strategies=[lifelong]", "--set", "grid.lambdas=[100.0]",
-             "--set", "attack.first_stage_iterations=150", "--set", "attack.checkpoint_every=20"]
+             "--set", "attack.first_stage_iterations=60", "--set", "attack.checkpoint_every=20"]
+# For the tests of a mechanism (a failure, a full disk), not of the numbers: short attacks (and,
+# where a test trains its own, short defences) cost a minute or two less each on 2 cores.
+SHORT = ["--set", "attack.first_stage_iterations=30", "--set", "attack.later_stage_iterations=15"]
 METRICS = ["cnn4/test/adv_uar", "vgg16/test/adv_uar", "resnet50/dev/adv_uar",
            "perturbation/test/snr_db"]
 
@@ -78,7 +81,8 @@ def test_a_trial_that_keeps_failing_is_marked_and_the_rest_completes(tmp_path):
     failure is injected by a test-only wrapper of the trainable (``tests/failing_run.py``)."""
     result = subprocess.run(
         [sys.executable, "-m", "tests.failing_run", "single-task-cnn4-seed0", "--config",
-         str(TINY), "--results", str(tmp_path / "r"), "--set", "tune.max_failures=1"],
+         str(TINY), "--results", str(tmp_path / "r"), "--set", "tune.max_failures=1", *SHORT,
+         "--set", "grid.strategies=[single-task, transfer, lifelong]"],
         cwd=tmp_path, env={**cli_env(), "PYTHONPATH": str(ROOT)}, capture_output=True,
         text=True, timeout=600)
     assert result.returncode == 1
@@ -139,7 +143,8 @@ def test_a_full_disk_ends_in_one_line_and_resume_finishes_after_space_is_freed(
     env = {**ray_head.env, "SER_CACHE_DIR": str(tmp_path / "cache")}
     args = ["--results", str(results), "--address", ray_head.address]
     full = run_cli("--config", str(TINY), *args, "--set", "grid.strategies=[single-task]",
-                   cwd=tmp_path, timeout=600, env=env)
+                   *SHORT, "--set", "defence_training.iterations=30",
+                   "--set", "defence_training.eval_every=10", cwd=tmp_path, timeout=600, env=env)
     assert full.returncode == 2, full.stdout[-3000:] + full.stderr[-3000:]
     errors = [line for line in full.stderr.splitlines() if line.startswith("error:")]
     assert errors == [f"error: {results / 'runs'}: no space left on its device (or quota): "

@@ -55,7 +55,8 @@ def test_ctrl_c_and_sigterm_end_in_one_line_and_resume_finishes_the_run(tmp_path
     # resume finishes is short.
     code, lines = _stop_once_the_grid_runs(results, "ctrl-c", "--config", str(TINY), "--set",
                                            "grid.strategies=[single-task, lifelong]", "--set",
-                                           "grid.lambdas=[1.0]")
+                                           "grid.lambdas=[1.0]", "--set",
+                                           "attack.first_stage_iterations=40")
     assert code == 130, "\n".join(lines[-30:])
     assert lines[-1] == f"interrupted (SIGINT): {hint}" and "Traceback" not in "\n".join(lines)
 
