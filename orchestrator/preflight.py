@@ -1,10 +1,14 @@
 """Checks made before any trial starts, for what would otherwise fail in every trial, be retried,
-and surface minutes later in Ray's logs: each model on one batch of this run's features, and
-each trial's resources against what the Ray instance offers."""
+and surface minutes later in Ray's logs: each model on one batch of this run's features, each
+trial's resources against what the Ray instance offers, and on a cluster that every node sees
+the run's storage."""
 
 from __future__ import annotations
 
 import logging
+import secrets
+from pathlib import Path
+
 from orchestrator.config import ExperimentConfig, Resources
 from trainables.errors import ConfigError
 
@@ -57,3 +61,49 @@ def check_resources(config: ExperimentConfig, available: dict[str, float],
             raise ConfigError(message + "; no trial could ever start. Lower it (--set "
                               f"{key}.cpu=1) or join a larger cluster (--address)")
         log.warning(f"warning: {message}; its trials wait until the cluster scales up")
+
+
+# Seconds the nodes may take to write their probe files (a task each, needing no CPU).
+PROBE_TIMEOUT_S = 60
+
+
+def check_shared_storage(storage: Path) -> None:
+    """On a cluster of more than one node, ``ConfigError`` if ``storage`` is not the same
+    folder on every node: a task on each node writes a probe file there, which this driver
+    must read back. A head-local path otherwise fails at a trial's first checkpoint, minutes
+    in, or leaves each node's trials on its own disk where the report cannot see them."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from trainables.storage_probe import write_probe
+
+    nodes = {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes() if n.get("Alive")}
+    if len(nodes) < 2:
+        return
+    token = secrets.token_hex(8)
+    probe = ray.remote(num_cpus=0, max_retries=0)(write_probe)
+    paths = {node: storage / f".storage-probe-{token}-{i}" for i, node in enumerate(nodes)}
+    pending = {node: probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
+        node, soft=False)).remote(str(path), f"{token} {node}") for node, path in paths.items()}
+    unseen = []
+    for node, path in paths.items():
+        where = f"node {nodes[node]} ({node[:8]})"
+        try:
+            ray.get(pending[node], timeout=PROBE_TIMEOUT_S)
+        except Exception as error:  # noqa: BLE001  (a node that cannot write there at all)
+            cause = (str(error).strip().splitlines() or [type(error).__name__])[-1]
+            raise ConfigError(f"{storage} (the trials' storage, tune.storage_path) cannot be "
+                              f"written on {where}: {cause[:200]}") from None
+        try:
+            seen = path.read_text() == f"{token} {node}"
+            path.unlink()
+        except OSError:
+            seen = False
+        if not seen:
+            unseen.append(where)
+    if unseen:
+        more = f" (and {len(unseen) - 1} other node(s))" if len(unseen) > 1 else ""
+        raise ConfigError(f"{storage} (the trials' storage, tune.storage_path) is not shared "
+                          f"by every node of this cluster: {unseen[0]}{more} wrote a file there "
+                          "that this driver cannot read; set tune.storage_path to a folder "
+                          "that every node mounts at the same path (NFS, EFS)")

@@ -8,6 +8,7 @@ stage, finished trial, retry and failure. Everything else is in TensorBoard and 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from pathlib import Path
 
@@ -36,6 +37,7 @@ class Progress(tune.Callback):
     def __init__(self, experiment: str, labels: dict[str, str], specs: dict) -> None:
         self.experiment, self.labels, self.specs = experiment, labels, specs
         self.started: dict[str, float] = {}
+        self.where: dict[str, tuple[str, str]] = {}  # trial -> (node address, node id)
 
     def _say(self, trials: list, trial, message: str, ended: bool = False) -> None:
         # Tune calls the end hooks before it marks the trial's own status.
@@ -48,6 +50,8 @@ class Progress(tune.Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict,
                         **info) -> None:
+        if keys.NODE in result:
+            self.where[trial.trial_id] = (str(result.get("node_ip", "?")), result[keys.NODE])
         if result.get(keys.KIND) == keys.STAGE:
             stages = len(self.specs[trial.config["trial"]].plan.stages)
             self._say(trials, trial, f"stage {int(result[keys.STAGE_NUMBER])}/{stages} at step "
@@ -61,11 +65,40 @@ class Progress(tune.Callback):
         self._say(trials, trial, message + (f"; {summary}" if summary else ""), ended=True)
 
     def on_trial_recover(self, iteration: int, trials: list, trial, **info) -> None:
+        where = self.where.get(trial.trial_id)
+        if where is not None and _worker_lost(trial):
+            # Ray marks a lost node dead only once its heartbeats are missed, seconds later:
+            # by then the trial is already being retried.
+            address, node = where
+            self._say(trials, trial, f"its worker on node {address} ({node[:8]}) was lost "
+                      f"({'the node is down' if not _alive(node) else 'the node or the process'}"
+                      f" died); retrying from its last checkpoint (Ray's account: "
+                      f"{trial.error_file})")
+            return
         self._say(trials, trial, f"failed ({_cause(trial)}); retrying from its last checkpoint")
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
         self._say(trials, trial, f"FAILED for good ({_cause(trial)}; --resume retries it)",
                   ended=True)
+
+
+def _worker_lost(trial) -> bool:
+    """Whether the trial failed because its worker process or node went away, not because of
+    an error raised in the trial: Ray's actor errors, as Tune wrote them in its error file
+    (read as text: unpickling Tune's error.pkl would run whatever the file holds)."""
+    try:
+        text = Path(trial.error_file).read_text().rsplit("Failure # ", 1)[-1]  # the latest
+    except (OSError, TypeError):
+        return False
+    return re.search(r"The actor \S* ?(is unavailable|died|is dead)", text) is not None
+
+
+def _alive(node: str) -> bool:
+    """Whether Ray still counts the node among the living (it notices a lost node's missed
+    heartbeats some seconds after the trial's worker stopped answering)."""
+    import ray
+
+    return any(n["NodeID"] == node and n.get("Alive") for n in ray.nodes())
 
 
 def _cause(trial) -> str:

@@ -153,6 +153,41 @@ def _stop_head(head: subprocess.Popen) -> None:
     head.wait()
 
 
+# What the cluster reports of a lost node: the raylet's last 20 log lines (printed twice) and
+# the notice of its missed heartbeats.
+_NODE_DEATH = re.compile(r"Raylet is terminated|has been marked dead because the detector")
+
+
+@contextmanager
+def _without_node_death_dumps() -> Iterator[None]:
+    """For the ``with`` block, drop the driver's copy of what the cluster reports when a node
+    dies (some 45 lines of another process's log on the console); every other error Ray
+    reports still prints. The progress line names the node and the trial retried
+    (``orchestrator.progress``), and Ray keeps the detail in its logs (the head's
+    ``gcs_server.out``, the node's ``raylet.out``). Ray prints these reports from a thread of
+    its own straight to stdout, through a module function that is looked up at each call:
+    there is no logger to filter, so that function is wrapped."""
+    from ray._private import worker
+
+    original = getattr(worker, "print_to_stdstream", None)
+    if original is None:  # another Ray: its reports print as they are
+        yield
+        return
+
+    def print_unless_node_death(data: dict, ignore_prefix: bool) -> None:
+        text = "\n".join(map(str, data.get("lines") or []))
+        if data.get("pid") == "raylet" and _NODE_DEATH.search(text):
+            log.debug(text)
+            return
+        original(data, ignore_prefix)
+
+    worker.print_to_stdstream = print_unless_node_death
+    try:
+        yield
+    finally:
+        worker.print_to_stdstream = original
+
+
 @contextmanager
 def ray_session(address: str | None = None) -> Iterator[None]:
     """Join ``address`` (``auto`` or ``HOST:PORT``) or start a local Ray instance with every
@@ -177,6 +212,7 @@ def ray_session(address: str | None = None) -> Iterator[None]:
             ray.init(address=stack.enter_context(_local_head()), **options)
             where = "started a local Ray instance"
         stack.callback(ray.shutdown)  # before the token goes: callbacks run last-in, first-out
+        stack.enter_context(_without_node_death_dumps())
         reclaim_signals()
         resources = ray.cluster_resources()
         log.info(f"{where}: {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs")

@@ -22,7 +22,7 @@ from orchestrator.grid import (ATTACK_EXPERIMENT, ATTACK_EXPERIMENTS, DEFENCE_EX
                                experiment_of)
 from orchestrator.lock import RunLock
 from orchestrator.paths import cache_dir
-from orchestrator.preflight import check_models, check_resources
+from orchestrator.preflight import check_models, check_resources, check_shared_storage
 from orchestrator.records import read_defences, write_defences, write_status
 from orchestrator.resume import check_resumable, check_same_data, check_same_defences
 from orchestrator.run_folder import CONFIG_FILE, check_storage_unused, saved_config, storage_of
@@ -237,9 +237,6 @@ def run(config: ExperimentConfig, results: Path, resume: bool = False,
         prepared = prepare_data(config.data)
         check_same_data(results, prepared, resume)
         prepared.record(results)
-        # Saved once the data is usable: a run stopped by bad input leaves no run to resume.
-        write_text_atomically(results / CONFIG_FILE,
-                              yaml.safe_dump(config_to_dict(config), sort_keys=False))
         log.info(f"features: {prepared.utterances} utterances, {len(prepared.classes)} classes "
                  f"({prepared.feature_cache})")
         if prepared.left_out():
@@ -254,6 +251,11 @@ def run(config: ExperimentConfig, results: Path, resume: bool = False,
 
         with ray_session(address):
             check_resources(config, ray.cluster_resources(), local=address is None)
+            check_shared_storage(storage)
+            # Saved once the data, the models and the cluster are usable: a run stopped by bad
+            # input leaves no run to resume.
+            write_text_atomically(results / CONFIG_FILE,
+                                  yaml.safe_dump(config_to_dict(config), sort_keys=False))
             log.info(f"results: {results}; watch the trials with: tensorboard --logdir {storage}")
             defences, recorded = _defences(config, prepared, data, results, storage, resume)
             write_defences(results, recorded)
@@ -264,8 +266,21 @@ def run(config: ExperimentConfig, results: Path, resume: bool = False,
     failed = sorted(k for k, v in status.items() if v != "ok")
     log.info(f"\nresults in {results}: table1.csv, lambda_sweep.csv, trials.parquet, figures; "
              f"tensorboard --logdir {storage}")
+    unrecorded = unrecorded_trials(results)
+    if unrecorded:
+        log.info(f"{len(unrecorded)} trial(s) finished but left no stage record in {storage}: "
+                 f"{', '.join(unrecorded)}; their rows are marked failed. On a cluster, "
+                 "tune.storage_path must be a folder every node mounts.")
     if failed:
         log.info(f"{len(failed)} trial(s) failed: {', '.join(failed)}; their rows are marked in "
                  "table1.csv. Run again with --resume to retry them.")
-        return 1
-    return 0
+    return 1 if failed or unrecorded else 0
+
+
+def unrecorded_trials(results: Path) -> list[str]:
+    """The Table-1 trials in ``results/trials.parquet`` that Tune saw finish but whose stage
+    records the report did not find: what they wrote did not reach the run's storage."""
+    import pandas as pd
+
+    trials = pd.read_parquet(results / "trials.parquet", columns=["trial_id", "status", "stage"])
+    return sorted(trials.loc[(trials["status"] == "ok") & (trials["stage"] == 0), "trial_id"])

@@ -9,6 +9,8 @@ Columns (``results/README.md`` documents them for users):
 - ``stage``: the stages done when the row was recorded, counted from 1 as the console counts
   (0: the trial recorded none), and ``global_step``, the attacker's iterations so far;
 - ``defences``: the defences trained on by then, in training order (config names);
+- ``node``: the Ray node id of the worker that recorded the stage (empty in records older
+  than this column);
 - ``<defence>/<split>/clean_uar``, ``/adv_uar``, ``/noise_uar`` in [0, 1];
   ``perturbation/<split>/mse``, ``/snr_db``, ``/mean_eta``, ``/shared_energy``;
 - ``<defence>/<split>/confusion``: the adversarial confusion matrix, rows the true class and
@@ -26,7 +28,7 @@ from trainables.trials import AttackTrial
 
 TRIAL_COLUMNS = ["trial_id", "strategy", "sequence", "lambda", "seed", "regulariser",
                  "starts_from", "tune_experiment", "status", "error", "stage", "global_step",
-                 "defences", "classes"]
+                 "defences", "classes", "node"]
 
 
 def trial_table(specs: Sequence[AttackTrial], records: Sequence[StageRecord],
@@ -55,9 +57,10 @@ def trial_table(specs: Sequence[AttackTrial], records: Sequence[StageRecord],
                 continue
             mine.append({**base, "stage": stage, "global_step": record.global_step,
                          "defences": record.defences, "classes": record.classes,
+                         "node": record.node,
                          **record.metrics, **record.confusion})
         rows += mine or [{**base, "stage": 0, "global_step": 0, "defences": (),
-                          "classes": ()}]
+                          "classes": (), "node": ""}]
     frame = pd.DataFrame(rows, columns=None if rows else TRIAL_COLUMNS)
     metrics = sorted(c for c in frame.columns if c not in TRIAL_COLUMNS)
     return frame.reindex(columns=TRIAL_COLUMNS + metrics), foreign

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import RAY, TINY_SPEC, cli_env, free_port
+from tests.helpers import RAY, TINY, TINY_SPEC, cli_env, free_port, run_cli
 from trainables.console import show_messages
 from trainables.data.synthetic import ensure_corpus
 
@@ -44,6 +44,18 @@ def _private_cache(tmp_path_factory):
 def tiny_corpus(tmp_path_factory) -> Path:
     """6 speakers x 7 emotions x 2 utterances of about one second, DEMoS names."""
     return ensure_corpus(tmp_path_factory.mktemp("corpus"), TINY_SPEC)
+
+
+@pytest.fixture(scope="session")
+def tiny_grid(tmp_path_factory, _private_cache) -> tuple[Path, subprocess.CompletedProcess]:
+    """The whole tiny grid (``tests/tiny.yaml``) through the CLI, run once for the session:
+    the end-to-end tests read it, and the tests that run a part of it again (interrupted, on
+    two nodes) compare their numbers with it. Yields its results folder and the process."""
+    folder = tmp_path_factory.mktemp("e2e")
+    result = run_cli("--config", str(TINY), "--results", str(folder / "results"), cwd=folder,
+                     timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return folder / "results", result
 
 
 class RayHead(NamedTuple):

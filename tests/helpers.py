@@ -42,6 +42,19 @@ def run_cli(*args: str, cwd: Path, timeout: float = 300, env: dict[str, str] | N
                           env=env or cli_env(), capture_output=True, text=True, timeout=timeout)
 
 
+def assert_same_records(results: Path, whole: Path) -> None:
+    """Every trial and stage ``results`` recorded in ``trials.parquet`` has the very numbers
+    its namesake recorded in ``whole`` (an undisturbed run of a grid that holds it)."""
+    import pandas as pd
+
+    ours = pd.read_parquet(results / "trials.parquet").set_index(["trial_id", "stage"])
+    theirs = pd.read_parquet(whole / "trials.parquet").set_index(["trial_id", "stage"])
+    metrics = [c for c in ours.columns if "/" in c and not c.endswith(("confusion",
+                                                                       "ms_per_utterance"))]
+    assert len(metrics) > 20 and set(ours.index) <= set(theirs.index)
+    pd.testing.assert_frame_equal(ours[metrics], theirs.loc[ours.index, metrics])
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free now."""
     with socket.socket() as s:

@@ -14,7 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from orchestrator.grid import ATTACK_EXPERIMENT, CONTINUED_EXPERIMENT
 from orchestrator.trial_table import TRIAL_COLUMNS
-from tests.helpers import ROOT, TINY, cli_env, run_cli
+from tests.helpers import ROOT, TINY, assert_same_records, cli_env, run_cli
 
 # Real Ray or a real subprocess in every test (``pytest -m "not slow"`` leaves them out).
 pytestmark = pytest.mark.slow
@@ -34,26 +34,17 @@ def assert_same_numbers(results: Path, whole: Path) -> None:
     """Every trial and stage ``results`` recorded has the very numbers its namesake recorded in
     ``whole`` (the uninterrupted run of the whole grid), and the Table-1 rows both hold that do
     not depend on the strategies the grid holds are the same."""
-    ours = pd.read_parquet(results / "trials.parquet").set_index(["trial_id", "stage"])
-    theirs = pd.read_parquet(whole / "trials.parquet").set_index(["trial_id", "stage"])
-    metrics = [c for c in ours.columns if "/" in c and not c.endswith(("confusion",
-                                                                       "ms_per_utterance"))]
-    assert len(metrics) > 20 and set(ours.index) <= set(theirs.index)
-    pd.testing.assert_frame_equal(ours[metrics], theirs.loc[ours.index, metrics])
+    assert_same_records(results, whole)
     rows = pd.read_csv(results / "table1.csv").set_index(["method", "defences"])
     reference = pd.read_csv(whole / "table1.csv").set_index(["method", "defences"])
     assert len(rows) == 1 + 3 + 3 + 2 + 2  # clean, single-task, noise, transfer, lifelong
     pd.testing.assert_frame_equal(rows, reference.loc[rows.index])
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """One tiny grid, run once for every test of this module."""
-    folder = tmp_path_factory.mktemp("e2e")
-    result = run_cli("--config", str(TINY), "--results", str(folder / "results"), cwd=folder,
-                     timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return folder / "results", result
+@pytest.fixture
+def run(tiny_grid):
+    """The tiny grid, run once for the session (``conftest.tiny_grid``)."""
+    return tiny_grid
 
 
 def test_table1_has_every_row_of_the_grid(run):
@@ -117,6 +108,8 @@ def test_trials_parquet_has_a_row_per_trial_and_stage(run):
     assert stages["lifelong-clockwise-lam1e0-seed0"] == [1, 2, 3]  # counted as the console does
     assert stages["single-task-cnn4-seed0"] == [1]
     assert len(stages) == ATTACK_TRIALS
+    # Where each stage was recorded: a local run's one node, by its Ray id, on every row.
+    assert trials["node"].str.fullmatch("[0-9a-f]{56}").all() and trials["node"].nunique() == 1
     for column in ("cnn4/test/adv_uar", "cnn4/test/clean_uar", "cnn4/test/noise_uar",
                    "perturbation/test/snr_db", "perturbation/test/shared_energy"):
         assert trials[column].notna().all()

@@ -35,6 +35,9 @@ STEP = "global_step"
 # The stage a report belongs to, counted from 1 as the console counts: the one being trained
 # (a train report) or the one just ended (a stage report).
 STAGE_NUMBER = "stage"
+# The Ray node id of the worker that reported (every report): which node the console names
+# when a trial's worker is lost.
+NODE = "node"
 
 
 @dataclass(frozen=True)

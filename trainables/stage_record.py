@@ -29,7 +29,10 @@ class StageRecord:
     - ``defences``: the defences trained on by then, in training order (config names);
     - ``metrics``: every ``trainables.metric_keys`` UAR (in [0, 1]) and perturbation metric;
     - ``confusion``: by ``metric_keys.confusion(defence, split)``, the adversarial confusion
-      matrix, rows the true class and columns the predicted one, both in ``classes`` order.
+      matrix, rows the true class and columns the predicted one, both in ``classes`` order;
+    - ``node``: the Ray node id of the worker that wrote the record (on a cluster, where the
+      trial ran; a trial retried on another node writes its later stages there). Records
+      written before it was recorded load with ``""``.
     """
 
     trial_id: str
@@ -40,6 +43,7 @@ class StageRecord:
     classes: tuple[str, ...]
     metrics: dict[str, float] = field(default_factory=dict)
     confusion: dict[str, list[list[int]]] = field(default_factory=dict)
+    node: str = ""
 
     def to_json(self) -> str:
         return json.dumps({"schema": SCHEMA, **asdict(self)}) + "\n"
@@ -62,7 +66,8 @@ class StageRecord:
                          classes=tuple(map(str, data["classes"])),
                          metrics={k: float(v) for k, v in data["metrics"].items()},
                          confusion={k: [[int(c) for c in row] for row in matrix]
-                                    for k, matrix in data["confusion"].items()})
+                                    for k, matrix in data["confusion"].items()},
+                         node=str(data.get("node", "")))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
             raise DamagedFile(f"stage record {path} is cut short or damaged "
                               f"({type(error).__name__}: {error})") from None

@@ -334,7 +334,8 @@ class StageReports:
         self.writer.flush()
         record = StageRecord(trial_id=self.trial.id, stage=stages_done, global_step=step,
                              defences=trained, finished=finished,
-                             classes=tuple(self.classes), metrics=metrics, confusion=confusion)
+                             classes=tuple(self.classes), metrics=metrics, confusion=confusion,
+                             node=ray.get_runtime_context().get_node_id())
         # Whole, and before the checkpoint whose sync carries it to the storage: the report
         # reads it, and a killed worker must not leave it cut.
         publish(record.save, record_path(record.stage))

@@ -14,9 +14,10 @@ import numpy as np
 import torch
 from ray import tune
 
+from trainables import metric_keys as keys
 from trainables.checksums import damage, verify, write_checksum
 from trainables.device import Runtime
-from trainables.errors import DamagedFile
+from trainables.errors import DamagedFile, ProjectError
 from trainables.trials import TrialData
 
 STATE_FILE = "state.pt"
@@ -28,8 +29,11 @@ log = logging.getLogger(__name__)
 
 
 def report(metrics: dict, state: dict | None = None) -> None:
-    """``tune.report`` the metrics, with ``state`` saved as a checkpoint (with its checksum)
-    when given."""
+    """``tune.report`` the metrics and this worker's node id (``metric_keys.NODE``), with
+    ``state`` saved as a checkpoint (with its checksum) when given."""
+    import ray
+
+    metrics = {**metrics, keys.NODE: ray.get_runtime_context().get_node_id()}
     if state is None:
         tune.report(metrics)
         return
@@ -109,8 +113,18 @@ def _older_checkpoints(latest: tune.Checkpoint) -> list[tune.Checkpoint]:
 
 
 def trial_dir() -> Path:
-    """The trial's artifact folder (synced to the run's storage)."""
-    return Path(tune.get_context().get_trial_dir())
+    """The trial's working folder, which Tune makes the worker's current folder for each trial
+    and copies to the run's storage with every checkpoint (``SyncConfig(sync_artifacts=True)``)
+    and at the trial's end, from whichever node the trial runs on.
+
+    Not ``tune.get_context().get_trial_dir()``: for the first trial of a worker process that
+    is the driver's staging folder, on the worker's own node, which only the driver's sync
+    uploads. On a cluster, every stage record, event file and audio example of such a trial on
+    any node but the driver's stayed on that node: its rows of Table 1 were marked failed."""
+    if os.environ.get("RAY_CHDIR_TO_TRIAL_DIR", "1") == "0":
+        raise ProjectError("RAY_CHDIR_TO_TRIAL_DIR=0 keeps Tune from giving each trial its own "
+                           "working folder, which is what reaches the run's storage: unset it")
+    return Path.cwd()
 
 
 def publish(write: Callable[[Path], None], name: str) -> Path:
