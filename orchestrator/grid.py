@@ -45,6 +45,19 @@ def experiment_of(trial: AttackTrial) -> str:
     return CONTINUED_EXPERIMENT if trial.starts_from or trial.snr_from else ATTACK_EXPERIMENT
 
 
+def longest_first(trials: list[AttackTrial]) -> list[AttackTrial]:
+    """``trials`` in the order an experiment starts them: the costliest first, by the defences
+    an attack runs through at each step (a multi-task set, a baseline's ensemble), then by the
+    iterations of its plan; ties keep the grid's order. Tune starts trials in the order given,
+    and an experiment ends with its last trial: a long one started last runs on while the other
+    cores idle. In the grid's own order the default run's first experiment (2 cores) started
+    its three-defence multi-task trial (114 s) fifth and its short universal trials last."""
+    def cost(trial: AttackTrial) -> tuple[int, int]:
+        stages = trial.plan.stages
+        return max(len(s.defences) for s in stages), sum(s.iterations for s in stages)
+    return sorted(trials, key=cost, reverse=True)
+
+
 def _lambda_tag(lam: float) -> str:
     """``lam`` in trial names, with every significant digit its float has (the shortest that
     reads back as it): ``lam1e4``, ``lam1.2e2``, ``lam5e-01``. Two lambdas give two names; a

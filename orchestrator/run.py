@@ -19,7 +19,7 @@ from orchestrator.config import ExperimentConfig, config_to_dict
 from orchestrator.data_prep import PreparedData, prepare_data
 from orchestrator.grid import (ATTACK_EXPERIMENT, ATTACK_EXPERIMENTS, DEFENCE_EXPERIMENT,
                                EXPERIMENTS, GENERATOR_TARGET, attack_trials, defence_trials,
-                               experiment_of)
+                               experiment_of, longest_first)
 from orchestrator.lock import RunLock
 from orchestrator.paths import cache_dir
 from orchestrator.preflight import check_models, check_resources, check_shared_storage
@@ -138,7 +138,7 @@ def _attack_grid(config: ExperimentConfig, data: TrialData, defences: dict, stor
     generator_snr: dict[str, float] = {}  # generator's id -> its dev SNR, for the baselines
     query_targets: dict[str, tuple[str, float]] = {}  # query trial -> (generator, dev SNR)
     for name in ATTACK_EXPERIMENTS:
-        mine = [t for t in trials if experiment_of(t) == name]
+        mine = longest_first([t for t in trials if experiment_of(t) == name])
         if not mine:
             continue
         experiment = Experiment(

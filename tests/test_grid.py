@@ -2,7 +2,7 @@ import pytest
 
 from orchestrator.config import load_config
 from orchestrator.grid import (ATTACK_EXPERIMENT, CONTINUED_EXPERIMENT, attack_trials,
-                               defence_trials, experiment_of)
+                               defence_trials, experiment_of, longest_first)
 from trainables.errors import ConfigError
 from trainables.stages import Plan, Stage
 
@@ -29,6 +29,27 @@ def test_default_grid_reads_like_table_1():
     assert defences == [(d, config.seed + s) for s in config.grid.seeds
                         for d in ("cnn4", "vgg16", "resnet50")]
     assert len({t.id for t in defence_trials(config)}) == len(defences)
+
+
+def test_each_experiment_starts_its_costliest_trials_first_and_keeps_the_grid_order_in_ties():
+    # The default run's grid, whose first experiment ended with its short universal trials
+    # after the three-defence multi-task trial had started fifth.
+    trials = attack_trials(load_config("configs/smoke.yaml"))
+    first = longest_first([t for t in trials if experiment_of(t) == ATTACK_EXPERIMENT])
+    assert [(t.strategy, len(t.defences)) for t in first[:4]] == [
+        ("multi-task", 3), ("universal", 3), ("multi-task", 2), ("multi-task", 2)]
+    # Ties in the grid's order: single-task before the one-defence universal trials.
+    assert [t.strategy for t in first[4:]] == ["single-task"] * 3 + ["universal"] * 3
+    assert [t.defences for t in first[4:7]] == [("cnn4",), ("vgg16",), ("resnet50",)]
+    continued = longest_first([t for t in trials if experiment_of(t) == CONTINUED_EXPERIMENT])
+    # The ensemble baselines run through three defences a step; a transfer or lifelong trial
+    # trains, a baseline on one surrogate trains nothing; the query attack last.
+    strategies = [t.strategy for t in continued]
+    assert strategies[:2] == ["mi-fgsm", "di-fgsm"] and len(continued[0].defences) == 3
+    assert set(strategies[2:14]) == {"transfer", "lifelong"}
+    assert strategies[14:] == ["mi-fgsm"] * 3 + ["di-fgsm"] * 3 + ["square"]
+    assert sorted(t.id for t in continued) == sorted(
+        t.id for t in trials if experiment_of(t) == CONTINUED_EXPERIMENT)
 
 
 def test_grid_follows_the_config():
