@@ -48,9 +48,10 @@ def tiny_corpus(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_grid(tmp_path_factory, _private_cache) -> tuple[Path, subprocess.CompletedProcess]:
-    """The whole tiny grid (``tests/tiny.yaml``) through the CLI, run once for the session:
-    the end-to-end tests read it, and the tests that run a part of it again (interrupted, on
-    two nodes) compare their numbers with it. Yields its results folder and the process."""
+    """The whole tiny grid (``tests/tiny.yaml``, the baselines included) through the CLI, run
+    once for the session: the end-to-end and baseline tests read it, and the tests that run a
+    part of it again (interrupted, a killed worker, on two nodes) compare their numbers with it.
+    Yields its results folder and the process."""
     folder = tmp_path_factory.mktemp("e2e")
     result = run_cli("--config", str(TINY), "--results", str(folder / "results"), cwd=folder,
                      timeout=900)

@@ -126,7 +126,8 @@ def test_bad_baseline_settings_are_refused_in_one_line_naming_the_key(overrides,
 
 def test_the_settings_reach_the_trial():
     config = load_config(TINY, ["baselines.eps=0.25", "baselines.vmi_samples=3"])
-    assert config.trial_settings().baselines == BaselineSettings(eps=0.25, vmi_samples=3)
+    assert config.trial_settings().baselines == BaselineSettings(
+        eps=0.25, vmi_samples=3, steps=3, di_probability=1.0)  # the last two tiny.yaml's
 
 
 class Linear(nn.Module):

@@ -1,14 +1,12 @@
 """The per-example baselines through the real CLI: Tune trials of the tiny grid, each calibrated
 to the SNR of the generator trained on its surrogates (so run after it, in the continued
 experiment), their rows in Table 1 and perturbation.csv, the query-only attack on the held-out
-CRNN in query_attack.csv, and --report-only."""
+CRNN in query_attack.csv (``test_end_to_end`` rebuilds them with --report-only)."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
-
-from tests.helpers import TINY, run_cli
 
 pytestmark = pytest.mark.slow  # real Ray and a subprocess
 
@@ -16,18 +14,12 @@ BASELINE_ROWS = [(method, defences) for method in ("mi-fgsm", "di-fgsm")
                  for defences in ("CNN-4", "VGG-16", "ResNet-50", "CNN-4 + VGG-16 + ResNet-50")]
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("baselines")
-    results = folder / "results"
-    result = run_cli("--config", str(TINY), "--results", str(results),
-                     "--set", "grid.strategies=[single-task, multi-task, mi-fgsm, di-fgsm, square]",
-                     "--set", "baselines.steps=3", "--set", "query.budgets=[5, 50]",
-                     "--set", "query.utterances=8",
-                     "--set", "baselines.di_probability=1.0", "--set", "audio.examples=1",
-                     cwd=folder, timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return results, folder
+@pytest.fixture
+def run(tiny_grid):
+    """The tiny grid (``conftest.tiny_grid``), whose strategies include the baselines: its
+    results folder and the folder it ran in."""
+    results, _ = tiny_grid
+    return results, results.parent
 
 
 def test_baselines_are_rows_of_table_1_at_their_generators_snr(run):
@@ -75,13 +67,3 @@ def test_the_query_attack_on_the_held_out_defence_beside_the_generators_transfer
     assert (results / "query_attack.png").is_file()
     # The generator scored on the query attack's own utterances: a paired comparison.
     assert (queries["utterances"] == 8).all() and queries["clean_uar"].nunique() == 1
-
-
-def test_report_only_rebuilds_the_same_tables(run):
-    results, folder = run
-    before = (results / "table1.csv").read_text(), (results / "perturbation.csv").read_text(), \
-        (results / "query_attack.csv").read_text()
-    result = run_cli("--results", str(results), "--report-only", cwd=folder)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert ((results / "table1.csv").read_text(), (results / "perturbation.csv").read_text(),
-            (results / "query_attack.csv").read_text()) == before
