@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -261,12 +266,6 @@ def _finished_trials(results: Path,
 def _kill_once_finished(results: Path, wave: str, wanted: int, *args: str) -> dict[str, str]:
     """Run ``run_grid.py --results results *args``, SIGKILL it once ``wanted`` trials of
     ``wave`` finished, and return what the killed run left finished (``_finished_trials``)."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
     driver = subprocess.Popen([sys.executable, str(ROOT / "run_grid.py"), "--results",
                                str(results), *args], cwd=results.parent, env=cli_env(),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -353,12 +352,6 @@ def test_a_signal_to_the_whole_process_group_ends_the_run_as_sigterm_to_the_driv
     died before the driver could save, which then waited 60 s for it and was ended by Ray.
     ``timeout`` itself is signalled here, at the first progress line of the attack grid: it
     passes the signal on as when its time is up, to the driver and then to the whole group."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
     results = tmp_path / "results"
     driver = subprocess.Popen(["timeout", "900", sys.executable, str(ROOT / "run_grid.py"),
                                "--config", str(TINY), "--results", str(results), *PART],
