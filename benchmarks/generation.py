@@ -9,10 +9,9 @@ import time
 import torch
 
 from benchmarks.training import DEFENCES, Size, _sync
-from trainables.builders import build_attacker, build_defence
+from trainables.builders import build_attacker, build_target
 from trainables.device import Runtime, place
 from trainables.settings import AttackSettings, DefenceSpec
-from trainables.stage_loop import freeze
 from trainables.stages import BASELINES
 from trainables.transfer_attacks import AttackParameters, TransferAttack
 
@@ -39,7 +38,7 @@ def generation_time(size: Size, rt: Runtime, parameters: AttackParameters = Atta
     ``utterances`` utterances a call (an iterative attack's cost is per utterance whatever the
     batch, and at paper sizes a large one would take minutes on a CPU)."""
     torch.manual_seed(0)
-    models = [freeze(place(build_defence(DefenceSpec(d, width=size.defence_width), 7), rt))
+    models = [place(build_target(DefenceSpec(d, width=size.defence_width), 7), rt)
               for d in DEFENCES]
     shape = (1, size.frames, 64)
     attacker = place(build_attacker("atrous", AttackSettings(width=size.attacker_width), shape),

@@ -10,7 +10,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from trainables.device import Runtime, place
-from trainables.builders import build_attacker, build_defence
+from trainables.builders import build_attacker, build_target
 from trainables.regularisers import StageEnd, build_regulariser
 from trainables.regularisers.importance import minibatch_fisher, per_sample_fisher
 from trainables.settings import AttackSettings, DefenceSpec, LifelongSettings
@@ -51,7 +51,7 @@ def make_loop(size: Size, rt: Runtime, defences: tuple[str, ...], regulariser: s
     if rt.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 7, (n,), device=rt.device)
-    models = {d: place(build_defence(DefenceSpec(d, width=size.defence_width), 7), rt).eval()
+    models = {d: place(build_target(DefenceSpec(d, width=size.defence_width), 7), rt)
               for d in DEFENCES}
     attacker = place(build_attacker("atrous", AttackSettings(width=size.attacker_width),
                                     tuple(x.shape[1:])), rt)

@@ -64,3 +64,34 @@ def test_the_universal_perturbation_does_not_depend_on_its_input():
     torch.testing.assert_close(a, torch.full_like(a, 0.02))
     with pytest.raises(ValueError, match="shape"):
         universal(torch.randn(1, 1, 17, 8))
+
+
+@pytest.mark.parametrize("name", ["cnn4", "vgg16", "resnet50", "crnn"])
+def test_a_defence_as_an_attack_meets_it_is_the_trained_function_with_its_batch_norms_folded(
+        name):
+    from trainables.builders import build_defence, build_target
+    from trainables.settings import DefenceSpec
+
+    spec = DefenceSpec(model=name, width=0.125)
+    torch.manual_seed(0)
+    trained = build_defence(spec, 7)
+    # Statistics and affine parameters far from their initial 0/1, so that a batch norm folded
+    # into the wrong convolution (or left out) changes the function.
+    for module in trained.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.normal_()
+            module.running_var.uniform_(0.25, 4.0)
+            module.weight.data.normal_()
+            module.bias.data.normal_()
+    trained.eval()
+    target = build_target(spec, 7, trained.state_dict())
+    assert not target.training
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in target.modules())
+    assert not any(p.requires_grad for p in target.parameters())
+    x = torch.randn(4, 1, 64, 64, requires_grad=True)
+    expected = trained(x)
+    (grad_expected,) = torch.autograd.grad(expected[:, 0].sum(), x)
+    got = target(x)
+    (grad_got,) = torch.autograd.grad(got[:, 0].sum(), x)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(grad_got, grad_expected, rtol=1e-3, atol=1e-4)

@@ -8,6 +8,7 @@ from dataclasses import replace
 from torch import nn
 
 from trainables.models import build
+from trainables.models.folding import fold_batch_norm
 from trainables.settings import AttackSettings, DefenceSpec
 
 UNIVERSAL = "universal"  # the plan attacker that is one learnt perturbation, not a network
@@ -17,6 +18,18 @@ def build_defence(spec: DefenceSpec, num_classes: int) -> nn.Module:
     """A defence of ``spec``'s architecture and width, untrained, returning log-softmax over
     ``num_classes``."""
     return build(spec.model, num_classes=num_classes, width=spec.width)
+
+
+def build_target(spec: DefenceSpec, num_classes: int, state: dict | None = None) -> nn.Module:
+    """A defence as an attack meets it: its trained ``state`` loaded (none: untrained, for a
+    benchmark), in eval mode, without gradients, its batch norms folded into its convolutions
+    (``trainables.models.folding``: the same function, faster)."""
+    model = build_defence(spec, num_classes)
+    if state is not None:
+        model.load_state_dict(state)
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return fold_batch_norm(model)
 
 
 def build_attacker(attacker: str, attack: AttackSettings,

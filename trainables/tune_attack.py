@@ -16,7 +16,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from trainables import metric_keys as keys
 from trainables.audio_export import adversarial_examples, log_examples, write_examples
-from trainables.builders import attack_settings_for, build_attacker, build_defence
+from trainables.builders import attack_settings_for, build_attacker, build_target
 from trainables.device import Runtime, place, runtime
 from trainables.evaluation import Split, evaluate
 from trainables.figures import figure2, figure_inputs, figure_to_array, save_figure_data
@@ -85,9 +85,7 @@ def _defences(settings: TrialSettings, weights: dict, num_classes: int, rt: Runt
               ) -> dict[str, nn.Module]:
     defences = {}
     for name, spec in settings.defences.items():
-        model = build_defence(spec, num_classes)
-        model.load_state_dict(weights[name])
-        defences[name] = place(model, rt).eval()
+        defences[name] = place(build_target(spec, num_classes, weights[name]), rt)
     return defences
 
 
