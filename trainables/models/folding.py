@@ -1,15 +1,14 @@
 """A frozen defence with its batch norms folded into the convolutions before them.
 
-In eval mode a batch norm is a fixed per-channel affine map, so a convolution followed by one is
-a single convolution with rescaled weights and a shifted bias: the same function, to rounding,
-one layer less. Under bf16 autocast the batch norm also runs in fp32, so folding it saves two
-casts a layer as well. An attack trial runs its defences thousands of times (every training
-step goes forward and back through them, every evaluation forward twice): on this project's
-2-core CPU, folding made a width-0.125 defence's forward and backward at batch 32 30-40 % faster
-(VGG-16 28 -> 17 ms, ResNet-50 25 -> 18 ms) and its evaluation forward at 128 8-23 % faster,
-and the default run's attack trials took 690 trial-seconds instead of 904. Under bf16 the folded
-defence is as close to the fp32 one as the unfolded (on the default run's trained defences: the
-same predictions, the input gradient's cosine with fp32's 0.980-0.999 against 0.977-0.999).
+In eval mode a batch norm is a fixed per-channel affine map, so a convolution followed by one is a
+single convolution with rescaled weights and a shifted bias: the same function, to rounding, one
+layer less (a pass over every activation map saved). An attack trial runs its defences thousands of
+times (every training step goes forward and back through them, every evaluation forward twice): on
+this project's 2-core CPU, folding made a width-0.125 defence's forward and backward at batch 32
+30-40 % faster (VGG-16 28 -> 17 ms, ResNet-50 25 -> 18 ms) and its evaluation forward at 128 8-23 %
+faster, and the default run's attack trials took 690 trial-seconds instead of 904. Under bf16 the
+folded defence is as close to the fp32 one as the unfolded (on the default run's trained defences:
+the same predictions, the input gradient's cosine with fp32's 0.980-0.999 against 0.977-0.999).
 """
 
 from __future__ import annotations
