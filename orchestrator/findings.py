@@ -386,7 +386,46 @@ def findings(config: ExperimentConfig, trials: pd.DataFrame, table: pd.DataFrame
         lines.append(_line(claim, verdict, claim.effect(paper), detail))
     lines += _beyond_the_paper(config, ours, table, sizes)
     lines += _queries_to_match(queries)
+    lines += _each_attacker_checked(config, ours)
     return "\n".join(lines)
+
+
+# What every single-task attacker must do on every seed for a run's table to show the effect
+# (UAR points, test split): lower its target this much, this much more than the mean of the
+# other attacked defences, and this much more than its noise control.
+ATTACKER_CHECK = {"drop": 25.0, "specific": 10.0, "above_noise": 15.0}
+
+
+def _each_attacker_checked(config: ExperimentConfig, ours: RunSource) -> list[str]:
+    """9: the single-task attackers one by one, seed by seed, against ``ATTACKER_CHECK``: a
+    mean over seeds can hide the one draw whose attacker does not work (or transfers as well as
+    it hits)."""
+    names = config.attacked_defences
+    label = {n: spec.label for n, spec in config.defences.items()}
+    if "single-task" not in config.grid.strategies or len(names) < 2:
+        return []
+    drops = {d: ours.clean(d) - ours.uar("single-task", (d,), d) for d in names}
+    results, failing = 0, []
+    for d in names:
+        others = _mean_by_seed(ours.clean(o) - ours.uar("single-task", (d,), o)
+                               for o in names if o != d)
+        noise = ours.uar("single-task", (d,), d, "noise_uar") - ours.uar("single-task", (d,), d)
+        frame = pd.concat({"drop": drops[d], "specific": drops[d] - others,
+                           "above_noise": noise}, axis=1).dropna()
+        for seed, row in frame.iterrows():
+            results += 1
+            if any(row[k] < limit for k, limit in ATTACKER_CHECK.items()):
+                failing.append(f"{label[d]} on seed {seed} (drop {row['drop']:.1f}, "
+                               f"{row['specific']:+.1f} over the others, "
+                               f"{row['above_noise']:+.1f} over noise)")
+    if not results:
+        return []
+    rule = (f"lowers its target by at least {ATTACKER_CHECK['drop']:g} points, at least "
+            f"{ATTACKER_CHECK['specific']:g} more than the mean of the other attacked defences "
+            f"and at least {ATTACKER_CHECK['above_noise']:g} more than its noise control")
+    return [f"9. Each single-task attacker, seed by seed, {rule} (test UAR against the "
+            f"defence's clean UAR): {results - len(failing)} of {results} do"
+            + (f"; not: {'; '.join(failing)}." if failing else ".") + "\n"]
 
 
 def _queries_to_match(queries: pd.DataFrame | None) -> list[str]:
