@@ -15,6 +15,7 @@ from typing import Literal
 
 import yaml
 
+from orchestrator.storage import check_scheme, is_uri
 from orchestrator.typed_load import from_dict, to_dict
 from trainables.data.corpora import CORPUS_KINDS
 from trainables.data.settings import FeatureSettings, SplitSpec, SyntheticSpec
@@ -125,7 +126,9 @@ class TuneConfig:
 
     scheduler: Literal["fifo", "asha"] = "fifo"
     max_failures: int = 2  # retries of a failed trial, from its last checkpoint
-    storage_path: str | None = None  # default: <results>/runs; a shared path for multi-node
+    # Default <results>/runs. On a cluster: a folder every node mounts, or a bucket's URI
+    # (s3://, gs://; orchestrator.storage).
+    storage_path: str | None = None
     max_concurrent_trials: int = 0  # 0: as many as the resources allow
     defence_resources: Resources = field(default_factory=Resources)
     attack_resources: Resources = field(default_factory=Resources)
@@ -133,9 +136,8 @@ class TuneConfig:
     def __post_init__(self) -> None:
         if self.max_failures < 0 or self.max_concurrent_trials < 0:
             raise ConfigError("max_failures / max_concurrent_trials: must be >= 0")
-        if self.storage_path and "://" in self.storage_path:
-            raise ConfigError("storage_path: cloud URIs are not supported yet; mount shared "
-                              "storage (NFS, EFS) on every node and give its path")
+        if self.storage_path and is_uri(self.storage_path):
+            check_scheme(self.storage_path)
 
 
 @dataclass

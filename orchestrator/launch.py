@@ -10,7 +10,6 @@ import shutil
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -18,6 +17,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from orchestrator.config import Resources, TuneConfig
 from orchestrator.interrupt import tune_stage
 from orchestrator.progress import Progress
+from orchestrator.storage import Storage
 from trainables import metric_keys as keys
 from trainables.settings import AttackSettings
 from trainables.trials import AttackTrial, DefenceTrial
@@ -81,7 +81,7 @@ class Experiment:
 
 
 def run_experiment(experiment: Experiment, tune_config: TuneConfig, labels: dict[str, str],
-                   storage: Path, resume: bool) -> tune.ResultGrid:
+                   storage: Storage, resume: bool) -> tune.ResultGrid:
     """Run (or, with ``resume``, restore and finish) ``experiment`` under ``storage``;
     ``labels`` names the defences in the progress lines.
 
@@ -98,23 +98,26 @@ def run_experiment(experiment: Experiment, tune_config: TuneConfig, labels: dict
             {"cpu": resources.cpu, "gpu": resources.gpu})
 
     name = experiment.name
-    path = storage / name
+    path = storage.path(name)
+    # A bucket through its pyarrow file system; a local folder as Tune takes it by default.
+    filesystem = storage.filesystem if storage.local is None else None
     log.info(f"[{name}] {len(specs)} trial(s), {resources.cpu} CPU and {resources.gpu} GPU each")
     resume_from = None
-    if resume and tune.Tuner.can_restore(str(path)):
+    if resume and tune.Tuner.can_restore(path, storage_filesystem=filesystem):
         try:
-            tuner = tune.Tuner.restore(str(path), trainable=trainable_with(),
+            tuner = tune.Tuner.restore(path, trainable=trainable_with(),
                                        resume_unfinished=True, resume_errored=True,
-                                       restart_errored=False)
+                                       restart_errored=False, storage_filesystem=filesystem)
             with tune_stage():
                 return tuner.fit()
         except Exception as error:  # noqa: BLE001  (a state cut by a crash or a full disk)
             # Tune's record of which trials finished is lost, not the trials' own checkpoints
             # and stage records: run the experiment again, each trial from its newest intact
             # checkpoint.
-            resume_from = {i: tune.Checkpoint(c) for i in specs
-                           if (c := newest_intact_checkpoint(path / i)) is not None}
-            log.info(f"[{name}] Tune's saved state in {path} cannot be restored "
+            resume_from = {i: c for i in specs
+                           if (c := newest_intact_checkpoint(storage.filesystem,
+                                                             storage.path(name, i))) is not None}
+            log.info(f"[{name}] Tune's saved state in {storage.shown(name)} cannot be restored "
                      f"({type(error).__name__}: {str(error).strip()[:200]}); running it again, "
                      f"{len(resume_from)} trial(s) from their latest intact checkpoint")
     tuner = tune.Tuner(
@@ -132,7 +135,7 @@ def run_experiment(experiment: Experiment, tune_config: TuneConfig, labels: dict
             trial_name_creator=lambda t: t.config["trial"],
             trial_dirname_creator=lambda t: t.config["trial"]),
         run_config=tune.RunConfig(
-            name=name, storage_path=str(storage), verbose=0,
+            name=name, storage_path=storage.root, storage_filesystem=filesystem, verbose=0,
             callbacks=[Progress(name, labels, specs)],
             failure_config=tune.FailureConfig(max_failures=tune_config.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
@@ -142,7 +145,7 @@ def run_experiment(experiment: Experiment, tune_config: TuneConfig, labels: dict
 
 
 @contextmanager
-def disk_space(storage: Path) -> Iterator[None]:
+def disk_space(storage: Storage) -> Iterator[None]:
     """Turn what a full disk does to Tune (its records cut, an empty error file it then fails
     to unpickle, an ``OSError`` of its own) into one ``OSError`` (ENOSPC) naming ``storage``."""
     try:
@@ -150,10 +153,14 @@ def disk_space(storage: Path) -> Iterator[None]:
     except (OSError, EOFError, pickle.UnpicklingError) as error:
         if not nearly_full(storage):
             raise
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(storage)) from error
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), storage.uri) from error
 
 
-def nearly_full(folder: Path, margin: int = 16 << 20) -> bool:
-    """Whether the device holding ``folder`` has less than ``margin`` bytes free."""
+def nearly_full(storage: Storage, margin: int = 16 << 20) -> bool:
+    """Whether the device holding a local ``storage`` has less than ``margin`` bytes free (a
+    bucket is never full)."""
+    folder = storage.local
+    if folder is None:
+        return False
     existing = next((p for p in (folder, *folder.parents) if p.exists()), folder)
     return shutil.disk_usage(existing).free < margin

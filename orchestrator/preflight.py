@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import logging
 import secrets
-from pathlib import Path
 
 from orchestrator.config import ExperimentConfig, Resources
+from orchestrator.storage import Storage
 from trainables.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -67,11 +67,12 @@ def check_resources(config: ExperimentConfig, available: dict[str, float],
 PROBE_TIMEOUT_S = 60
 
 
-def check_shared_storage(storage: Path) -> None:
+def check_shared_storage(storage: Storage) -> None:
     """On a cluster of more than one node, ``ConfigError`` if ``storage`` is not the same
-    folder on every node: a task on each node writes a probe file there, which this driver
-    must read back. A head-local path otherwise fails at a trial's first checkpoint, minutes
-    in, or leaves each node's trials on its own disk where the report cannot see them."""
+    folder on every node, or a bucket some node cannot write (no credentials there): a task on
+    each node writes a probe file there, which this driver must read back. A head-local path
+    otherwise fails at a trial's first checkpoint, minutes in, or leaves each node's trials on
+    its own disk where the report cannot see them."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -82,9 +83,10 @@ def check_shared_storage(storage: Path) -> None:
         return
     token = secrets.token_hex(8)
     probe = ray.remote(num_cpus=0, max_retries=0)(write_probe)
-    paths = {node: storage / f".storage-probe-{token}-{i}" for i, node in enumerate(nodes)}
+    paths = {node: f".storage-probe-{token}-{i}" for i, node in enumerate(nodes)}
     pending = {node: probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
-        node, soft=False)).remote(str(path), f"{token} {node}") for node, path in paths.items()}
+        node, soft=False)).remote(storage.filesystem, storage.path(path), f"{token} {node}")
+        for node, path in paths.items()}
     unseen = []
     for node, path in paths.items():
         where = f"node {nodes[node]} ({node[:8]})"
@@ -95,8 +97,8 @@ def check_shared_storage(storage: Path) -> None:
             raise ConfigError(f"{storage} (the trials' storage, tune.storage_path) cannot be "
                               f"written on {where}: {cause[:200]}") from None
         try:
-            seen = path.read_text() == f"{token} {node}"
-            path.unlink()
+            seen = storage.read_text(path) == f"{token} {node}"
+            storage.delete(path)
         except OSError:
             seen = False
         if not seen:

@@ -3,9 +3,10 @@ built from recorded results (``orchestrator.records``) and written atomically.""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
-import shutil
+import posixpath
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from orchestrator.findings import findings
 from orchestrator.paper import paper_comparison
 from orchestrator.grid import ATTACK_EXPERIMENTS, attack_trials, experiment_of
 from orchestrator.records import read_defences, read_status, stage_records
+from orchestrator.storage import Storage
 from orchestrator.trial_table import trained_on, trial_table
 from trainables import metric_keys as keys
 from trainables.figures import figure2, load_figure_data, save_png
@@ -34,11 +36,11 @@ def _labels(config: ExperimentConfig, names) -> str:
     return " + ".join(config.defences[n].label for n in names)
 
 
-def trials_table(config: ExperimentConfig, storage: Path, results: Path) -> pd.DataFrame:
+def trials_table(config: ExperimentConfig, storage: Storage, results: Path) -> pd.DataFrame:
     """``trials.parquet``'s frame (``orchestrator.trial_table``): one row per Table-1 trial and
     recorded stage, from the stage records the trials wrote; a trial with no recorded stage
     still has a row, with its status."""
-    records, damaged = stage_records([storage / e for e in ATTACK_EXPERIMENTS])
+    records, damaged = stage_records(storage, list(ATTACK_EXPERIMENTS))
     frame, foreign = trial_table(attack_trials(config), records, read_status(results),
                                  experiment_of)
     left_out = damaged + foreign
@@ -228,36 +230,36 @@ def figure3(config: ExperimentConfig, sweep: pd.DataFrame, path: Path) -> None:
     write_atomically(path, lambda tmp: save_png(fig, tmp))
 
 
-def figure2_png(storage: Path, trials: pd.DataFrame, path: Path) -> bool:
+def figure2_png(storage: Storage, trials: pd.DataFrame, path: Path) -> bool:
     """Figure 2 from the recorded utterance of the preferred finished trial (lifelong, else
     any); returns whether one was written."""
     order = ["lifelong", "multi-task", "transfer", "single-task", "universal", *BASELINES]
     ranked = trials.sort_values("strategy", key=lambda s: s.map(order.index))
     for trial_id, experiment in ranked[["trial_id", "tune_experiment"]].drop_duplicates() \
             .itertuples(index=False):
-        recorded = storage / experiment / trial_id / FIGURE_FILE
-        if recorded.exists():
-            fig = figure2(**load_figure_data(recorded))
+        recorded = posixpath.join(experiment, trial_id, FIGURE_FILE)
+        if storage.is_file(recorded):
+            fig = figure2(**load_figure_data(io.BytesIO(storage.read_bytes(recorded))))
             fig.text(0.01, 0.01, trial_id, fontsize=7)
             write_atomically(path, lambda tmp, fig=fig: save_png(fig, tmp))
             return True
     return False
 
 
-def collect_audio(storage: Path, trials: pd.DataFrame, folder: Path) -> pd.DataFrame:
+def collect_audio(storage: Storage, trials: pd.DataFrame, folder: Path) -> pd.DataFrame:
     """Copy each finished trial's audio examples into ``folder/<trial>/`` and list their SNRs
     (feature and waveform domain) in ``folder/snr.csv``; returns that table."""
     rows = []
     for trial_id, experiment in trials[["trial_id", "tune_experiment"]].drop_duplicates() \
             .itertuples(index=False):
-        recorded = storage / experiment / trial_id / AUDIO_FOLDER
-        if not (recorded / SNR_FILE).is_file():
+        recorded = posixpath.join(experiment, trial_id, AUDIO_FOLDER)
+        if not storage.is_file(recorded, SNR_FILE):
             continue
-        for wav in sorted(recorded.glob("*.wav")):
-            write_atomically(folder / trial_id / wav.name,
-                             lambda tmp, wav=wav: shutil.copyfile(wav, tmp))
+        for wav in storage.glob(recorded, "*.wav"):
+            write_atomically(folder / trial_id / posixpath.basename(wav),
+                             lambda tmp, wav=wav: storage.download(wav, Path(tmp)))
         rows += [{"trial_id": trial_id, **row}
-                 for row in json.loads((recorded / SNR_FILE).read_text())]
+                 for row in json.loads(storage.read_text(recorded, SNR_FILE))]
     table = pd.DataFrame(rows, columns=["trial_id", "utterance", "snr_db_features",
                                         "snr_db_waveform"])
     if rows:
@@ -269,7 +271,7 @@ QUERY_COLUMNS = ["defence", "seed", "method", "queries", "uar", "clean_uar", "sn
                  "ms_per_utterance", "eps", "target_snr_db", "target_from", "utterances"]
 
 
-def query_table(config: ExperimentConfig, storage: Path, trials: pd.DataFrame) -> pd.DataFrame:
+def query_table(config: ExperimentConfig, storage: Storage, trials: pd.DataFrame) -> pd.DataFrame:
     """``query_attack.csv``: for each query attack (``QUERY_FILE`` in its trial's folder), the
     held-out defence's UAR (percent) after each query budget, and beside it, at zero queries,
     the transfer of the generator whose SNR it took (single- or multi-task, the lowest dev UAR
@@ -277,8 +279,8 @@ def query_table(config: ExperimentConfig, storage: Path, trials: pd.DataFrame) -
     else (``utterances`` empty) its test UAR on the whole test split, from its record."""
     rows = []
     done = trials[trials["stage"] >= 1]
-    for path in sorted(p for e in ATTACK_EXPERIMENTS for p in (storage / e).glob(f"*/{QUERY_FILE}")):
-        curve = json.loads(path.read_text())
+    for path in sorted(p for e in ATTACK_EXPERIMENTS for p in storage.glob(e, f"*/{QUERY_FILE}")):
+        curve = json.loads(storage.read_text(path))
         held, seed = curve["defence"], int(curve["seed"])
         label = config.defences[held].label if held in config.defences else held
         common = {"defence": label, "seed": seed, "eps": curve["eps"],
@@ -303,8 +305,9 @@ def query_table(config: ExperimentConfig, storage: Path, trials: pd.DataFrame) -
                                                                         "ms_per_utterance"),
                                                       np.nan),
                          "utterances": np.nan})
+        query_trial = posixpath.basename(posixpath.dirname(path))
         for point in curve["points"]:
-            rows.append({**common, "method": path.parent.name.split(f"-{held}-")[0],
+            rows.append({**common, "method": query_trial.split(f"-{held}-")[0],
                          "queries": point["queries"], "uar": 100 * point["uar"],
                          "clean_uar": 100 * curve["clean_uar"], "snr_db": point["snr_db"],
                          "linf": point["linf"], "ms_per_utterance": point["ms_per_utterance"],
@@ -335,7 +338,7 @@ def query_figure(table: pd.DataFrame, path: Path) -> None:
     write_atomically(path, lambda tmp: save_png(fig, tmp))
 
 
-def write_report(config: ExperimentConfig, results: Path, storage: Path) -> pd.DataFrame:
+def write_report(config: ExperimentConfig, results: Path, storage: Storage) -> pd.DataFrame:
     """Write every report file into ``results``; returns Table 1."""
     trials = trials_table(config, storage, results)
     write_atomically(results / "trials.parquet", lambda tmp: trials.to_parquet(tmp, index=False))

@@ -4,7 +4,8 @@ its folders, and that the data and the defences are the ones its finished trials
 Resuming runs code that a run's folders hold: Tune restores its experiments by unpickling their
 saved state (``tuner.pkl`` and the trial records), and a pickle can run anything. So a run is
 resumed only from folders that no other user could have written: owned by this user, and not
-writable by the group or others. The project's own files are read safely either way
+writable by the group or others; a bucket, only if it holds this run's id
+(``orchestrator.run_identity``). The project's own files are read safely either way
 (``weights_only=True``, ``safe_load``, checksums).
 """
 
@@ -16,6 +17,7 @@ import stat
 from pathlib import Path
 
 from orchestrator.data_prep import PreparedData
+from orchestrator.storage import Storage
 from trainables.atomic import write_text_atomically
 from trainables.errors import ProjectError
 
@@ -40,14 +42,16 @@ def _doubt(path: Path) -> str | None:
     return None
 
 
-def check_resumable(results: Path, storage: Path, experiments: list[str]) -> None:
+def check_resumable(results: Path, storage: Storage, experiments: list[str]) -> None:
     """Raise ``ProjectError`` unless the run's folders and Tune's saved state in them could only
-    have been written by this user."""
+    have been written by this user. A bucket has no owner or mode to check: there
+    ``run_identity.check_same_run`` refuses objects another run wrote."""
     if os.name != "posix":
         return
-    paths = [results, storage]
-    for name in experiments:
-        folder = storage / name
+    local = storage.local
+    paths = [results] if local is None else [results, local]
+    for name in experiments if local is not None else []:
+        folder = local / name
         if folder.exists():
             paths.append(folder)
             paths += [f for pattern in TUNE_STATE for f in folder.glob(pattern)]

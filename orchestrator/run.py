@@ -23,15 +23,16 @@ from orchestrator.grid import (ATTACK_EXPERIMENT, ATTACK_EXPERIMENTS, DEFENCE_EX
 from orchestrator.lock import RunLock
 from orchestrator.paths import cache_dir
 from orchestrator.preflight import check_models, check_resources, check_shared_storage
-from orchestrator.records import read_defences, write_defences, write_status
+from orchestrator.records import last_record, read_defences, write_defences, write_status
 from orchestrator.resume import check_resumable, check_same_data, check_same_defences
 from orchestrator.run_folder import CONFIG_FILE, check_storage_unused, saved_config, storage_of
+from orchestrator.run_identity import check_same_run, claim
+from orchestrator.storage import Storage
 from trainables import metric_keys
 from trainables.atomic import write_text_atomically
 from trainables.data.feature_cache import load_features
-from trainables.errors import DamagedFile, ProjectError
+from trainables.errors import ProjectError
 from trainables.stage_record import StageRecord
-from trainables.trial_folder import RECORDS_FOLDER
 from trainables.trials import AttackTrial, TrialData
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ def _labels(config: ExperimentConfig) -> dict[str, str]:
 
 
 def _defences(config: ExperimentConfig, prepared: PreparedData, data: TrialData,
-              results: Path, storage: Path, resume: bool) -> tuple[dict, dict]:
+              results: Path, storage: Storage, resume: bool) -> tuple[dict, dict]:
     """Train the defences that are not cached yet (one Tune experiment) and cache them.
     Returns, by grid seed, a reference in Ray's object store to that seed's defences' weights
     (name -> ``state_dict``; an attack trial fetches its own seed's only), and what
@@ -104,7 +105,7 @@ def _defences(config: ExperimentConfig, prepared: PreparedData, data: TrialData,
             trial = trials[result.config["trial"]]
             if result.error is not None or result.checkpoint is None:
                 if nearly_full(storage):
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(storage))
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), storage.uri)
                 raise ProjectError(
                     f"training defence {trial.defence} failed: {failure_cause(result.error)}. "
                     "If it was passing (a lost worker, a full disk), run again with --resume; "
@@ -122,7 +123,7 @@ def _defences(config: ExperimentConfig, prepared: PreparedData, data: TrialData,
     return {seed: ray.put(by_name) for seed, by_name in weights.items()}, recorded
 
 
-def _attack_grid(config: ExperimentConfig, data: TrialData, defences: dict, storage: Path,
+def _attack_grid(config: ExperimentConfig, data: TrialData, defences: dict, storage: Storage,
                  resume: bool) -> dict[str, str]:
     """The attack grid in its two Tune experiments (``orchestrator.grid``): trials that start
     from scratch, then those that start from the final checkpoint of a trial of the first.
@@ -154,45 +155,35 @@ def _attack_grid(config: ExperimentConfig, data: TrialData, defences: dict, stor
             status[result.config["trial"]] = "ok" if error is None else \
                 f"failed: {failure_cause(error)}"
         if name == ATTACK_EXPERIMENT:
-            query_targets = best_transfer(storage / name, trials)
+            query_targets = best_transfer(storage, name, trials)
             # A query attack also scores its generator on its own utterances: its weights too.
             wanted = leaders | {generator for generator, _ in query_targets.values()}
             first_stages = {r.config["trial"]: r.checkpoint for r in grid
                             if r.config["trial"] in wanted and r.error is None
                             and r.checkpoint is not None}
             first_records = {i: r for i in sorted(leaders) if i in first_stages
-                             and (r := last_record(storage / name, i)) is not None
+                             and (r := last_record(storage, name, i)) is not None
                              and r.stage == 1 and r.finished}
-            generator_snr = recorded_snr(storage / name, {t.snr_from for t in trials}
+            generator_snr = recorded_snr(storage, name, {t.snr_from for t in trials}
                                          - {GENERATOR_TARGET})
     return status
 
 
-def recorded_snr(experiment: Path, trial_ids: set[str]) -> dict[str, float]:
+def recorded_snr(storage: Storage, experiment: str, trial_ids: set[str]) -> dict[str, float]:
     """The dev SNR each of ``trial_ids`` recorded after its last stage, from its stage records
     in ``experiment`` (what the report reads too); a trial without an intact record is left
     out (the baselines calibrated to it then fail, naming it)."""
     snr: dict[str, float] = {}
     for trial_id in sorted(i for i in trial_ids if i):
-        record = last_record(experiment, trial_id)
+        record = last_record(storage, experiment, trial_id)
         value = record.metrics.get(metric_keys.perturbation("dev", "snr_db")) if record else None
         if value is not None:
             snr[trial_id] = value
     return snr
 
 
-def last_record(experiment: Path, trial_id: str) -> StageRecord | None:
-    """The last intact stage record ``trial_id`` wrote in ``experiment``, or ``None``."""
-    paths = sorted((experiment / trial_id / RECORDS_FOLDER).glob("stage-*.json"),
-                   key=lambda p: int(p.stem.split("-")[1]))
-    try:
-        return StageRecord.load(paths[-1]) if paths else None
-    except DamagedFile as error:
-        log.info(str(error))
-        return None
-
-
-def best_transfer(experiment: Path, trials: list[AttackTrial]) -> dict[str, tuple[str, float]]:
+def best_transfer(storage: Storage, experiment: str,
+                  trials: list[AttackTrial]) -> dict[str, tuple[str, float]]:
     """For each query attack calibrated to a generator (``snr_from`` is ``GENERATOR_TARGET``):
     the single- or multi-task trial of its seed, recorded in ``experiment``, with the lowest
     adversarial *dev* UAR on its held-out defence (chosen on dev, as lambda is), and that
@@ -200,7 +191,8 @@ def best_transfer(experiment: Path, trials: list[AttackTrial]) -> dict[str, tupl
     why)."""
     generators = [t for t in trials if t.in_table and t.strategy in ("single-task", "multi-task")
                   and experiment_of(t) == ATTACK_EXPERIMENT]
-    records = {t.id: r for t in generators if (r := last_record(experiment, t.id)) is not None}
+    records = {t.id: r for t in generators
+               if (r := last_record(storage, experiment, t.id)) is not None}
     targets: dict[str, tuple[str, float]] = {}
     for query in (t for t in trials if t.snr_from == GENERATOR_TARGET):
         held = query.defences[0]
@@ -222,7 +214,9 @@ def run(config: ExperimentConfig, results: Path, resume: bool = False,
 
     results = results.expanduser().resolve()
     if resume:
-        check_resumable(results, storage_of(saved_config(results), results), list(EXPERIMENTS))
+        storage = storage_of(saved_config(results), results)
+        check_resumable(results, storage, list(EXPERIMENTS))
+        check_same_run(results, storage)
     with RunLock(results):
         if resume:
             config = saved_config(results)
@@ -234,6 +228,7 @@ def run(config: ExperimentConfig, results: Path, resume: bool = False,
         storage = storage_of(config, results)
         if not resume:
             check_storage_unused(storage)
+            claim(results, storage)
         prepared = prepare_data(config.data)
         check_same_data(results, prepared, resume)
         prepared.record(results)

@@ -10,24 +10,32 @@ from pathlib import Path
 
 from orchestrator.config import ExperimentConfig, config_from_dict, read_yaml
 from orchestrator.grid import EXPERIMENTS
+from orchestrator.storage import Storage, is_uri, unreachable
 from trainables.errors import ProjectError
 
 CONFIG_FILE = "config.yaml"
 
 
-def storage_of(config: ExperimentConfig, results: Path) -> Path:
+def storage_of(config: ExperimentConfig, results: Path) -> Storage:
     """Where Tune keeps trials, checkpoints, stage records and event files: ``<results>/runs``
-    by default, or ``<tune.storage_path>/<results folder's name>``: runs that share a storage
-    path (a cluster's shared disk) keep their experiments apart."""
+    by default, or ``<tune.storage_path>/<results folder's name>`` (a folder or a bucket's
+    URI): runs that share a storage path (a cluster's shared disk) keep their experiments
+    apart."""
     if not config.tune.storage_path:
-        return results / "runs"
-    return Path(config.tune.storage_path).expanduser().resolve() / results.name
+        return Storage.at(results / "runs")
+    location = config.tune.storage_path
+    return Storage.open(location if is_uri(location) else str(Path(location).expanduser()),
+                        results.name)
 
 
-def check_storage_unused(storage: Path) -> None:
+def check_storage_unused(storage: Storage) -> None:
     """A new run's trials must not land beside another run's: Tune would add them to its
-    experiments, and the report would read both."""
-    taken = [name for name in EXPERIMENTS if (storage / name).exists()]
+    experiments, and the report would read both. ``ConfigError`` in one line if the storage
+    cannot be read at all (a bucket that does not exist, no credentials)."""
+    try:
+        taken = [name for name in EXPERIMENTS if storage.exists(name)]
+    except OSError as error:
+        raise unreachable(storage, error) from None
     if taken:
         raise ProjectError(f"{storage} already holds another run's trials ({', '.join(taken)}): "
                            "give this run a --results folder of another name, or another "

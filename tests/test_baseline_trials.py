@@ -15,6 +15,7 @@ from orchestrator.findings import findings
 from orchestrator.grid import ATTACK_EXPERIMENT, CONTINUED_EXPERIMENT, attack_trials, experiment_of
 from orchestrator.reporter import tables
 from orchestrator.run import recorded_snr
+from orchestrator.storage import Storage
 from tests.helpers import TINY, clean_defences, stage_records, trials_frame
 from trainables import metric_keys as keys
 from trainables.device import Runtime
@@ -82,7 +83,7 @@ def test_the_target_is_the_generators_recorded_dev_snr(tmp_path):
                         leader / f"stage-{stage}.json")
     (tmp_path / "damaged" / "records").mkdir(parents=True)
     (tmp_path / "damaged" / "records" / "stage-1.json").write_text("{cut")
-    snr = recorded_snr(tmp_path, {trial.snr_from, "damaged", "never-ran", ""})
+    snr = recorded_snr(Storage.at(tmp_path), "", {trial.snr_from, "damaged", "never-ran", ""})
     assert snr == {trial.snr_from: 17.5}
     settings = TrialSettings()
     assert target_of(trial, settings, snr) == 17.5

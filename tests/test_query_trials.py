@@ -14,6 +14,7 @@ from orchestrator.grid import (ATTACK_EXPERIMENT, CONTINUED_EXPERIMENT, GENERATO
                                attack_trials, experiment_of)
 from orchestrator.reporter import query_table, tables
 from orchestrator.run import best_transfer
+from orchestrator.storage import Storage
 from tests.helpers import stage_records, trials_frame
 from trainables import metric_keys as keys
 from trainables.errors import ConfigError
@@ -72,7 +73,7 @@ def test_the_query_attack_takes_the_snr_of_the_generator_that_transfers_best_on_
     record(tmp_path, "single-task-vgg16-seed0", 0.30, 18.0)  # best on dev: chosen
     record(tmp_path, "multi-task-cnn4+vgg16+resnet50-seed0", 0.35, 15.0)
     record(tmp_path, "single-task-cnn4-seed1", 0.20, 30.0)  # another seed's
-    assert best_transfer(tmp_path, trials) == {
+    assert best_transfer(Storage.at(tmp_path), "", trials) == {
         "square-crnn-seed0": ("single-task-vgg16-seed0", 18.0),
         "square-crnn-seed1": ("single-task-cnn4-seed1", 30.0)}
 
@@ -97,7 +98,7 @@ def test_query_attack_csv_puts_the_generators_transfer_at_zero_queries(tmp_path)
         "clean_uar": 0.75, "points": [
             {"queries": q, "uar": u, "snr_db": 20.1, "linf": 0.1, "ms_per_utterance": 3.0}
             for q, u in ((100, 0.5), (10, 0.7))]}))
-    queries = query_table(config, tmp_path, frame)
+    queries = query_table(config, Storage.at(tmp_path), frame)
     assert list(queries["queries"]) == [0, 10, 100]
     assert list(queries["method"]) == ["single-task", "square", "square"]
     assert list(queries["uar"]) == [60.0, 70.0, 50.0]
@@ -107,7 +108,7 @@ def test_query_attack_csv_puts_the_generators_transfer_at_zero_queries(tmp_path)
     curve = json.loads((folder / QUERY_FILE).read_text())
     curve["generator"] = {"uar": 0.55, "snr_db": 19.0, "linf": 0.3}
     (folder / QUERY_FILE).write_text(json.dumps(curve))
-    paired = query_table(config, tmp_path, frame)
+    paired = query_table(config, Storage.at(tmp_path), frame)
     assert np.allclose(paired["uar"], [55.0, 70.0, 50.0]) and (paired["utterances"] == 16).all()
     assert (paired["clean_uar"] == 75.0).all() and paired["method"].iloc[0] == "single-task"
 

@@ -25,6 +25,7 @@ from orchestrator.config import ExperimentConfig, config_to_dict
 from orchestrator.grid import attack_trials, experiment_of
 from orchestrator.records import write_defences, write_status
 from orchestrator.reporter import write_report
+from orchestrator.storage import Storage
 from tests.helpers import ROOT, run_cli
 from tests.helpers import clean_defences
 from tests.test_lambda_selection import lambda_records
@@ -112,7 +113,7 @@ class FileWatch:
 def test_every_report_file_arrives_by_a_rename_of_a_temporary_file(tmp_path):
     config, results, storage = recorded_run(tmp_path)
     with FileWatch.on(results) as watch:
-        write_report(config, results, storage)
+        write_report(config, results, Storage.at(storage))
     arrived = {destination: source for source, destination in watch.renamed}
     for name in REPORT_FILES:
         final = (results / name).resolve()
@@ -133,7 +134,7 @@ def test_a_crash_before_the_rename_leaves_the_previous_file_whole(tmp_path, monk
     """The crash comes where an atomic write is most exposed: its temporary file complete, the
     rename not done. The previous report must still be there, whole, and no temporary file."""
     config, results, storage = recorded_run(tmp_path)
-    write_report(config, results, storage)
+    write_report(config, results, Storage.at(storage))
     previous = (results / name).read_bytes()
     pd.read_csv(results / "table1.csv")  # a whole table to start from
     # The next Table 1 differs (another clean UAR), so a write in place would show there.
@@ -147,7 +148,7 @@ def test_a_crash_before_the_rename_leaves_the_previous_file_whole(tmp_path, monk
 
     monkeypatch.setattr(os, "replace", crash_at)
     with pytest.raises(OSError, match="simulated crash"):
-        write_report(config, results, storage)
+        write_report(config, results, Storage.at(storage))
     assert (results / name).read_bytes() == previous
     assert not [p for p in results.iterdir() if p.name.endswith(".tmp")]
 

@@ -20,6 +20,7 @@ import pytest
 from orchestrator.config import ExperimentConfig, load_config
 from orchestrator.grid import attack_trials, defence_trials
 from orchestrator.launch import Experiment, run_experiment
+from orchestrator.storage import Storage
 from tests.helpers import TINY
 from trainables.models import build
 from trainables.trials import TrialData
@@ -147,7 +148,7 @@ def run_trial(kind: str, config: ExperimentConfig, storage: Path, resume: bool =
         parameters = {"data": data, "settings": config.trial_settings()}
         resources = config.tune.defence_resources
     experiment = Experiment(kind, function, [trial], parameters, resources)
-    grid = run_experiment(experiment, config.tune, {}, storage, resume)
+    grid = run_experiment(experiment, config.tune, {}, Storage.at(storage), resume)
     return grid[0], log
 
 

@@ -12,6 +12,7 @@ import yaml
 from orchestrator.config import config_to_dict, load_config
 from orchestrator.data_prep import prepare_data
 from orchestrator.resume import check_resumable, check_same_data
+from orchestrator.storage import Storage
 from orchestrator.run_folder import CONFIG_FILE
 from trainables.errors import ProjectError
 from tests.helpers import TINY, demos_folder, run_cli, write_wav
@@ -57,7 +58,8 @@ def test_resume_refuses_folders_that_other_users_can_write(tmp_path, where):
     planted.write_bytes(b"not a pickle anyone should load")
     os.chmod(results, 0o700)
     os.chmod(planted, 0o600)
-    check_resumable(results, results / "runs", ["attacks"])  # only this user can write it
+    # Only this user can write it.
+    check_resumable(results, Storage.at(results / "runs"), ["attacks"])
     os.chmod(results if where == "results" else planted, 0o777 if where == "results" else 0o666)
     resumed = run_cli("--results", str(results), "--resume", cwd=tmp_path)
     assert resumed.returncode == 2, resumed.stdout + resumed.stderr

@@ -56,7 +56,18 @@ class StageRecord:
         """The record in ``path``, checked field by field; ``DamagedFile`` naming the file if
         it is cut, not JSON, of another schema or missing a field."""
         try:
-            data = json.loads(Path(path).read_text())
+            text = Path(path).read_text()
+        except OSError as error:
+            raise DamagedFile(f"stage record {path} cannot be read ({error})") from None
+        return cls.from_json(text, str(path))
+
+    @classmethod
+    def from_json(cls, text: str, source: str) -> "StageRecord":
+        """The record written as ``text`` (``to_json``), checked as ``load`` checks it;
+        ``source`` names where it was read in a ``DamagedFile``."""
+        path = source
+        try:
+            data = json.loads(text)
             if data.pop("schema") != SCHEMA:
                 raise ValueError("another schema")
             record = cls(trial_id=str(data["trial_id"]), stage=int(data["stage"]),

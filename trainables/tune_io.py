@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import posixpath
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -11,6 +12,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pyarrow.fs as pafs
 import torch
 from ray import tune
 
@@ -93,23 +95,34 @@ def final_stage_state(checkpoint: tune.Checkpoint) -> dict | None:
     return {k: state[k] for k in ("attacker", "generator", "stage_index", "iteration")}
 
 
-def _checkpoint_folders(trial_folder: Path) -> list[Path]:
-    """A trial's checkpoint folders, newest first (Tune numbers them with zero padding)."""
-    return [p for p in sorted(Path(trial_folder).glob("checkpoint_*"), reverse=True)
-            if p.is_dir()]
+def _checkpoint_folders(filesystem: pafs.FileSystem, trial_folder: str) -> list[str]:
+    """A trial's checkpoint folders in the storage's file system, newest first (Tune numbers
+    them with zero padding)."""
+    selector = pafs.FileSelector(trial_folder, allow_not_found=True)
+    return sorted((info.path for info in filesystem.get_file_info(selector)
+                   if info.type == pafs.FileType.Directory
+                   and info.base_name.startswith("checkpoint_")), reverse=True)
 
 
-def newest_intact_checkpoint(trial_folder: Path) -> str | None:
-    """The newest checkpoint folder of a trial whose state is intact, or ``None``."""
-    return next((str(p) for p in _checkpoint_folders(trial_folder)
-                 if damage(p / STATE_FILE) is None), None)
+def _intact(checkpoint: tune.Checkpoint) -> bool:
+    with checkpoint.as_directory() as folder:  # a bucket's checkpoint is fetched first
+        return damage(os.path.join(folder, STATE_FILE)) is None
+
+
+def newest_intact_checkpoint(filesystem: pafs.FileSystem,
+                             trial_folder: str) -> tune.Checkpoint | None:
+    """The newest checkpoint of a trial (its folder in the run's storage) whose state is
+    intact, or ``None``."""
+    return next((c for p in _checkpoint_folders(filesystem, trial_folder)
+                 if _intact(c := tune.Checkpoint(p, filesystem))), None)
 
 
 def _older_checkpoints(latest: tune.Checkpoint) -> list[tune.Checkpoint]:
     """The trial's checkpoints older than ``latest``, on the same storage, newest first."""
-    folder = Path(latest.path)
-    return [tune.Checkpoint(str(p), latest.filesystem)
-            for p in _checkpoint_folders(folder.parent) if p.name < folder.name]
+    parent, name = posixpath.split(latest.path.rstrip("/"))
+    return [tune.Checkpoint(p, latest.filesystem)
+            for p in _checkpoint_folders(latest.filesystem, parent)
+            if posixpath.basename(p) < name]
 
 
 def trial_dir() -> Path:
