@@ -35,12 +35,17 @@ def is_uri(location: str) -> bool:
 
 
 def check_scheme(location: str) -> None:
-    """``ConfigError`` naming the scheme if pyarrow has no file system for it."""
-    scheme = urlsplit(location).scheme.lower()
+    """``ConfigError`` naming the scheme if pyarrow has no file system for it, or if the URI
+    names no bucket."""
+    parts = urlsplit(location)
+    scheme = parts.scheme.lower()
     if scheme not in SCHEMES:
         raise ConfigError(f"tune.storage_path: {location!r} has the scheme {scheme!r}, which "
                           f"pyarrow cannot open; use a local path or a URI of: "
                           f"{', '.join(s + '://' for s in SCHEMES)}")
+    if scheme != "file" and not parts.netloc:
+        raise ConfigError(f"tune.storage_path: {location!r} names no bucket (or host): give "
+                          f"{scheme}://BUCKET/PREFIX")
 
 
 @dataclass(frozen=True)

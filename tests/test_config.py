@@ -37,6 +37,8 @@ def test_saved_config_round_trips_through_yaml():
     (["grid.seeds=[-1]"], "grid.seeds[0]: must be >= 0"),
     (["data.split.seed=-1"], "data.split.seed: must be >= 0"),
     (["seed=-2"], "seed: must be >= 0"),
+    (["tune.storage_path=ftp://host/runs"], "has the scheme 'ftp', which pyarrow cannot open"),
+    (["tune.storage_path=s3:///runs"], "names no bucket"),
 ])
 def test_bad_values_name_the_key(overrides, message):
     with pytest.raises(ConfigError) as error:
