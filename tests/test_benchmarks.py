@@ -59,3 +59,22 @@ def test_generation_time_puts_each_baseline_beside_the_generator():
     # Which method costs more is the benchmark's figure to report, not a test's to time: on
     # shared cores a comparison of two timings fails by chance.
     assert all(value > 0 for value in times.values())
+
+
+@pytest.mark.slow
+def test_trials_read_the_shared_features_without_a_private_copy(tmp_path):
+    """benchmarks.node_memory on a head and a fresh worker node (real ``ray start``, token on):
+    the trials' tensors are the object store's array, so holding them adds next to nothing to a
+    trial's private memory, where a copy would add the features' size (91 MiB here)."""
+    out = tmp_path / "memory.json"
+    result = subprocess.run([sys.executable, "-m", "benchmarks.node_memory", "--clips", "1000",
+                             "--trials", "2", "--json", str(out)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    run, = report["runs"]
+    assert report["features_mib"] > 80 and run["on_this_node"] and run["start_s"] > 0
+    assert len(run["per_trial"]) == 2
+    for trial in run["per_trial"]:
+        assert trial["shares_memory"]
+        assert trial["added_private_mib"] < report["features_mib"] / 4
