@@ -6,6 +6,7 @@ import argparse
 import copy
 import errno
 import logging
+import os
 import shlex
 import signal
 from pathlib import Path
@@ -34,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="KEY=VALUE", help="override any config key, e.g. grid.seeds=[0,1]")
     parser.add_argument("--resume", action="store_true",
                         help="finish an interrupted run in --results without redoing finished trials")
-    parser.add_argument("--address", help="join a running Ray cluster (e.g. auto or HOST:PORT)")
+    parser.add_argument("--address", help="join a running Ray cluster (e.g. auto or HOST:PORT); "
+                        "default: $RAY_ADDRESS where set (`ray job submit` sets it), else a "
+                        "local Ray instance of this run's own")
     parser.add_argument("--report-only", action="store_true",
                         help="rebuild tables and figures from --results; train nothing")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -131,8 +134,10 @@ def main(argv: list[str] | None = None) -> int:
             # Imported once the config is known good: it pulls in torch and Ray (seconds), which
             # a mistyped key should not wait for.
             from orchestrator.run import run
+            # Under `ray job submit`, RAY_ADDRESS names the cluster the job runs on: join it
+            # rather than start an instance beside it.
             return run(config, results=Path(args.results), resume=args.resume,
-                       address=args.address)
+                       address=args.address or os.environ.get("RAY_ADDRESS") or None)
     except ProjectError as error:
         if args.debug:
             raise

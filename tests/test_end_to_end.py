@@ -231,6 +231,7 @@ def test_sharing_the_first_stage_gives_the_same_table_as_training_it_again(run, 
                        "--set", "grid.share_first_stage=false", "--address", ray_head.address,
                        cwd=tmp_path, timeout=900, env=ray_head.env)
     assert unshared.returncode == 0, unshared.stderr[-3000:]
+    assert f"joined the Ray cluster at {ray_head.address}" in unshared.stderr + unshared.stdout
     assert not (tmp_path / "r" / "runs" / CONTINUED_EXPERIMENT).exists()
     assert_same_numbers(tmp_path / "r", results)
 
