@@ -10,8 +10,9 @@ trials, both with Ray's token authentication on):
 - where the features lie in the object store (``ray.experimental.get_object_locations``): one
   copy on the head, one on each node that runs trials, whatever their number;
 - each trial process's memory from ``/proc/<pid>/smaps_rollup`` once it holds the three splits
-  as tensors: its private memory and how much of that the features added (zero-copy reads of
-  the shared array add nothing; a private copy adds the features' size);
+  as tensors and has read every page of them: its private memory and how much of that the
+  features added (zero-copy reads of the shared array add nothing and show as shared memory; a
+  private copy adds the features' size);
 - the time from starting the trials on a fresh node to every trial holding its tensors.
 
 Linux only (``smaps_rollup``). Sizes and counts are flags; ``--clips 500`` runs in seconds.
@@ -82,9 +83,14 @@ class Trial:
 
         rt = Runtime(torch.device("cpu"), amp=True, channels_last=True)
         self.tensors = {s: split_tensors(data, s, rt) for s in SPLITS}
+        ready = time.time()
         shares = all(np.shares_memory(x.numpy(), data.x[s]) for s, (x, _) in self.tensors.items())
+        # Read every page, as training and evaluation do: a shared page then shows as shared
+        # in this process, a copied one as private.
+        for x, _ in self.tensors.values():
+            float(x.sum())
         return {"before": self.before, "after": smaps(), "shares_memory": bool(shares),
-                "ready": time.time(), "pid": os.getpid()}
+                "ready": ready, "pid": os.getpid()}
 
 
 def _ray_start(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
