@@ -98,6 +98,7 @@ def _ray_start(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Po
     ray = str(Path(sys.executable).with_name("ray"))
     with open(log, "w") as out:
         process = subprocess.Popen([ray, "start", "--block", "--disable-usage-stats",
+                                    "--include-dashboard=false",
                                     "--node-ip-address=127.0.0.1", *args], env=env,
                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.time() + 180
@@ -110,16 +111,17 @@ def _ray_start(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Po
 
 def _stop(process: subprocess.Popen) -> None:
     """End the node's whole process group by its id (never ``ray stop``: it ends every Ray
-    instance on the machine)."""
+    instance on the machine): SIGTERM, a short grace, then SIGKILL for whatever of the group
+    outlived ``ray start`` itself (its agents)."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(process.pid, sig)
-            process.wait(timeout=10)
-            return
         except ProcessLookupError:
             return
+        try:
+            process.wait(timeout=5)
         except subprocess.TimeoutExpired:
-            continue
+            pass
 
 
 def measure(data: TrialData, counts: list[int], store_bytes: int) -> dict:
