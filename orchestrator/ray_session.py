@@ -26,6 +26,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -188,6 +189,30 @@ def _without_node_death_dumps() -> Iterator[None]:
         worker.print_to_stdstream = original
 
 
+# Seconds to wait for a cluster's GCS port to answer before saying there is none.
+CONNECT_TIMEOUT_S = 5
+
+
+def _join(address: str, options: dict) -> None:
+    """``ray.init`` on the cluster at ``address``, or ``ProjectError`` in one line when none is
+    there: Ray itself retries for minutes, logging a warning every few seconds."""
+    fix = ("start one (`ray start --head`) or give the address `ray start` printed, or drop "
+           "--address (and unset RAY_ADDRESS) to run on this machine")
+    host, _, port = address.rpartition(":")
+    if host and port.isdigit() and "://" not in address:
+        try:
+            socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+        except OSError as error:
+            raise ProjectError(f"no Ray cluster at {address} ({error.strerror or error}): "
+                               f"{fix}") from None
+    try:
+        ray.init(address=address, **options)
+    except ConnectionError as error:
+        lines = [line for line in str(error).splitlines() if line.strip()]
+        raise ProjectError(f"no Ray cluster at {address} ({lines[0] if lines else 'no answer'})"
+                           f": {fix}") from None
+
+
 @contextmanager
 def ray_session(address: str | None = None) -> Iterator[None]:
     """Join ``address`` (``auto`` or ``HOST:PORT``) or start a local Ray instance with every
@@ -203,7 +228,7 @@ def ray_session(address: str | None = None) -> Iterator[None]:
                "runtime_env": {"worker_process_setup_hook": WORKER_SETUP}}
     with ExitStack() as stack:
         if address:
-            ray.init(address=address, **options)
+            _join(address, options)
             where = f"joined the Ray cluster at {address}"
         else:
             stack.enter_context(_private_token())  # before the instance: its processes read it

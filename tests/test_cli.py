@@ -1,9 +1,11 @@
 """The command line, run as a user runs it: a real subprocess."""
 
+import time
+
 import pytest
 import yaml
 
-from tests.helpers import run_cli
+from tests.helpers import TINY, cli_env, free_port, run_cli
 
 # Real Ray or a real subprocess in every test (``pytest -m "not slow"`` leaves them out).
 pytestmark = pytest.mark.slow
@@ -38,6 +40,25 @@ def test_bad_input_exits_nonzero_with_a_short_message(tmp_path, args, message):
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "r" / "table1.csv").exists()
+
+
+@pytest.mark.parametrize("given", ["--address", "RAY_ADDRESS"])
+def test_an_address_with_no_cluster_behind_it_stops_the_run_in_one_line(tmp_path, given):
+    """Ray itself retries such an address for minutes, with a warning every few seconds."""
+    address = f"127.0.0.1:{free_port()}"
+    flag = ["--address", address] if given == "--address" else []
+    env = {**cli_env(), **({"RAY_ADDRESS": address} if given == "RAY_ADDRESS" else {})}
+    started = time.monotonic()
+    result = run_cli("--config", str(TINY), "--results", str(tmp_path / "r"), *flag,
+                     cwd=tmp_path, env=env, timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    # The last line (a first run's feature extraction may show its progress bar above it),
+    # and nothing of Ray's retries.
+    line = result.stderr.strip().splitlines()[-1]
+    assert f"error: no Ray cluster at {address} (" in line and "drop --address" in line
+    assert "Traceback" not in result.stderr and "GCS" not in result.stderr
+    assert time.monotonic() - started < 60
+    assert not (tmp_path / "r" / "config.yaml").exists()  # no run left to resume
 
 
 def test_malformed_yaml_names_the_file(tmp_path):
