@@ -265,7 +265,7 @@ def run(config: ExperimentConfig, results: Path, resume: bool = False,
     if unrecorded:
         log.info(f"{len(unrecorded)} trial(s) finished but left no stage record in {storage}: "
                  f"{', '.join(unrecorded)}; their rows are marked failed. On a cluster, "
-                 "tune.storage_path must be a folder every node mounts.")
+                 "tune.storage_path must be a folder every node mounts, or a bucket.")
     if failed:
         log.info(f"{len(failed)} trial(s) failed: {', '.join(failed)}; their rows are marked in "
                  "table1.csv. Run again with --resume to retry them.")
