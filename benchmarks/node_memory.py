@@ -98,7 +98,6 @@ def _ray_start(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Po
     ray = str(Path(sys.executable).with_name("ray"))
     with open(log, "w") as out:
         process = subprocess.Popen([ray, "start", "--block", "--disable-usage-stats",
-                                    "--include-dashboard=false",
                                     "--node-ip-address=127.0.0.1", *args], env=env,
                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.time() + 180

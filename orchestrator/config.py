@@ -15,7 +15,7 @@ from typing import Literal
 
 import yaml
 
-from orchestrator.storage import check_scheme, is_uri
+from orchestrator.storage_location import check_scheme, is_uri
 from orchestrator.typed_load import from_dict, to_dict
 from trainables.data.corpora import CORPUS_KINDS
 from trainables.data.settings import FeatureSettings, SplitSpec, SyntheticSpec

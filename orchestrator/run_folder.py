@@ -10,7 +10,8 @@ from pathlib import Path
 
 from orchestrator.config import ExperimentConfig, config_from_dict, read_yaml
 from orchestrator.grid import EXPERIMENTS
-from orchestrator.storage import Storage, is_uri, unreachable
+from orchestrator.storage import Storage, unreachable
+from orchestrator.storage_location import is_uri
 from trainables.errors import ProjectError
 
 CONFIG_FILE = "config.yaml"
