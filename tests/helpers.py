@@ -9,10 +9,18 @@ Importable as ``tests.helpers`` because ``pyproject.toml`` puts the project root
 from __future__ import annotations
 
 import os
+import secrets
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import soundfile
@@ -53,6 +61,28 @@ def assert_same_records(results: Path, whole: Path) -> None:
                                                                        "ms_per_utterance"))]
     assert len(metrics) > 20 and set(ours.index) <= set(theirs.index)
     pd.testing.assert_frame_equal(ours[metrics], theirs.loc[ours.index, metrics])
+
+
+# A part of the grid for the tests that run it again and compare (sharing, a killed driver, a
+# signal): the strategies that continue a first stage, and their leaders. Each run of the whole
+# grid costs minutes; its trials give the very numbers they give in the whole grid.
+# Three trials continue a first stage, on two CPUs: one waits, so a driver killed once one has
+# finished leaves one to resume.
+PART = ["--set", "grid.strategies=[single-task, transfer, lifelong]"]
+PART_TRIALS = 3 + 1 + 2
+
+
+def assert_same_numbers(results: Path, whole: Path) -> None:
+    """Every trial and stage ``results`` recorded has the very numbers its namesake recorded in
+    ``whole`` (the uninterrupted run of the whole grid), and the Table-1 rows both hold that do
+    not depend on the strategies the grid holds are the same."""
+    import pandas as pd
+
+    assert_same_records(results, whole)
+    rows = pd.read_csv(results / "table1.csv").set_index(["method", "defences"])
+    reference = pd.read_csv(whole / "table1.csv").set_index(["method", "defences"])
+    assert len(rows) == 1 + 3 + 3 + 2 + 2  # clean, single-task, noise, transfer, lifelong
+    pd.testing.assert_frame_equal(rows, reference.loc[rows.index])
 
 
 def free_port() -> int:
@@ -151,3 +181,62 @@ def clean_defences(config, seeds=(0,), dev=lambda seed: 0.8, test=lambda seed: 0
     """``defences.json`` of a run: each defence's clean UAR by grid seed."""
     return {d: {str(s): {f"{d}/dev/clean_uar": dev(s), f"{d}/test/clean_uar": test(s)}
                 for s in seeds} for d in config.defences}
+
+
+class RayHead(NamedTuple):
+    """A running head: its ``HOST:PORT``, the environment that holds its token, and its
+    dashboard's address (``http://HOST:PORT``, where ``ray job submit`` sends jobs) if it runs
+    one."""
+
+    address: str
+    env: dict[str, str]
+    dashboard: str | None
+
+
+@contextmanager
+def started_head(tmp_path_factory, dashboard: bool = False) -> Iterator[RayHead]:
+    """A Ray head on 127.0.0.1 (``ray start --head --block``, as a user starts a cluster, with
+    token authentication on and a token of its own; with ``dashboard``, its dashboard and so
+    Ray's Jobs server, on loopback) for the ``with`` block; yields its address and the
+    environment a run that joins it needs (``run_grid.py --address``).
+
+    Its workers inherit this environment (the private cache included), not the driver's. Its
+    own temporary folder keeps its address out of ``/tmp/ray/ray_current_cluster``, which every
+    plain ``ray.init()`` on the machine (our local runs, other users') would otherwise join. It
+    is stopped by ending its own process group: ``ray stop --force`` would also stop every other
+    Ray instance on a shared machine."""
+    port, dashboard_port = free_port(), free_port()
+    # Short and outside pytest's folders: Ray's Unix socket paths must stay under 108 bytes.
+    temp = Path(tempfile.mkdtemp(prefix="ray-head-"))  # 0700
+    token = temp / "auth_token"
+    with os.fdopen(os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+        file.write(secrets.token_hex(32))
+    env = {**cli_env(), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+    log = tmp_path_factory.mktemp("ray-head") / "ray_start.log"
+    console = (["--include-dashboard=true", "--dashboard-host=127.0.0.1",
+                f"--dashboard-port={dashboard_port}"] if dashboard
+               else ["--include-dashboard=false"])
+    with open(log, "w") as out:
+        head = subprocess.Popen(
+            [RAY, "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
+             "--node-ip-address=127.0.0.1", *console, "--disable-usage-stats",
+             f"--temp-dir={temp}"],
+            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 180
+        while "Ray runtime started" not in log.read_text():
+            assert head.poll() is None and time.time() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        yield RayHead(f"127.0.0.1:{port}", env,
+                      f"http://127.0.0.1:{dashboard_port}" if dashboard else None)
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:  # a short grace: nothing of a test head needs saving, and a full one takes 30 s
+            head.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        try:  # whatever of its group outlived the head: workers, raylet, GCS, agents
+            os.killpg(head.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        shutil.rmtree(temp, ignore_errors=True)

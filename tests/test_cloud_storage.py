@@ -26,8 +26,7 @@ import pytest
 from orchestrator.grid import ATTACK_EXPERIMENT
 from orchestrator.run_identity import RUN_FILE
 from orchestrator.storage import Storage
-from tests.helpers import ROOT, TINY, cli_env, free_port, run_cli
-from tests.test_end_to_end import PART, assert_same_numbers
+from tests.helpers import PART, ROOT, TINY, assert_same_numbers, cli_env, free_port, run_cli
 
 pytestmark = pytest.mark.slow
 BUCKET = "ser-runs"

@@ -19,7 +19,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from orchestrator.grid import ATTACK_EXPERIMENT, CONTINUED_EXPERIMENT
 from orchestrator.trial_table import TRIAL_COLUMNS
-from tests.helpers import ROOT, TINY, assert_same_records, cli_env, run_cli
+from tests.helpers import (PART, PART_TRIALS, ROOT, TINY, assert_same_numbers, cli_env,
+                           run_cli)
 
 # Real Ray or a real subprocess in every test (``pytest -m "not slow"`` leaves them out).
 pytestmark = pytest.mark.slow
@@ -29,26 +30,6 @@ COLUMNS = ["method", "defences", "lambda", "cnn4_dev", "cnn4_test", "vgg16_dev",
 # set of a single- or three-defence generator: the trials of Table 1 and trials.parquet (the
 # Square trial on the held-out CRNN is query_attack.csv's)
 ATTACK_TRIALS = 3 + 4 + 2 + 1 + 2 + 2 * 4
-# A part of the grid for the tests that run it again and compare (sharing, a killed driver, a
-# signal): the strategies that continue a first stage, and their leaders. Each run of the whole
-# grid costs minutes; its trials give the very numbers they give in the whole grid.
-# Three trials continue a first stage, on two CPUs: one waits, so a driver killed once one has
-# finished leaves one to resume.
-PART = ["--set", "grid.strategies=[single-task, transfer, lifelong]"]
-PART_TRIALS = 3 + 1 + 2
-
-
-def assert_same_numbers(results: Path, whole: Path) -> None:
-    """Every trial and stage ``results`` recorded has the very numbers its namesake recorded in
-    ``whole`` (the uninterrupted run of the whole grid), and the Table-1 rows both hold that do
-    not depend on the strategies the grid holds are the same."""
-    assert_same_records(results, whole)
-    rows = pd.read_csv(results / "table1.csv").set_index(["method", "defences"])
-    reference = pd.read_csv(whole / "table1.csv").set_index(["method", "defences"])
-    assert len(rows) == 1 + 3 + 3 + 2 + 2  # clean, single-task, noise, transfer, lifelong
-    pd.testing.assert_frame_equal(rows, reference.loc[rows.index])
-
-
 @pytest.fixture
 def run(tiny_grid):
     """The tiny grid, run once for the session (``conftest.tiny_grid``)."""

@@ -18,8 +18,7 @@ import yaml
 
 from orchestrator.config import config_to_dict, load_config
 from orchestrator.lock import RunLock
-from tests.helpers import ROOT, run_cli
-from tests.test_end_to_end import TINY
+from tests.helpers import ROOT, TINY, run_cli
 
 # Real Ray or a real subprocess in every test (``pytest -m "not slow"`` leaves them out).
 pytestmark = pytest.mark.slow

@@ -1,23 +1,34 @@
 """The grid as a Ray job: ``ray job submit --address http://HEAD:DASHBOARD -- python
-run_grid.py ...`` against the session's head (``conftest.ray_head``, token on). The job's
-driver runs on the cluster, which sets ``RAY_ADDRESS`` for it: the run joins that cluster
-rather than start an instance of its own."""
+run_grid.py ...`` against a head started here with its dashboard (``conftest.started_head``,
+token on), which runs Ray's Jobs server. The job's driver runs on the cluster, which sets
+``RAY_ADDRESS`` for it: the run joins that cluster rather than start an instance of its own.
+
+A head of its own: the session's shared head runs no dashboard, whose processes would take a
+share of this 2-core machine's time for the whole session."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pandas as pd
 import pytest
 
-from tests.helpers import RAY, ROOT, TINY, assert_same_records
+from tests.helpers import RAY, ROOT, TINY, RayHead, assert_same_records, started_head
 
 # Real Ray or a real subprocess in every test (``pytest -m "not slow"`` leaves them out).
 pytestmark = pytest.mark.slow
 
 
-def test_the_grid_runs_as_a_ray_job_on_the_cluster(tmp_path, ray_head, tiny_grid):
+@pytest.fixture
+def jobs_head(tmp_path_factory, _private_cache) -> Iterator[RayHead]:
+    with started_head(tmp_path_factory, dashboard=True) as head:
+        yield head
+
+
+def test_the_grid_runs_as_a_ray_job_on_the_cluster(tmp_path, jobs_head, tiny_grid):
+    ray_head = jobs_head
     results = tmp_path / "r"
     job = subprocess.run(
         [RAY, "job", "submit", "--address", ray_head.dashboard, "--", sys.executable,
