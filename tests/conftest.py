@@ -55,7 +55,7 @@ def tiny_grid(tmp_path_factory, _private_cache) -> tuple[Path, subprocess.Comple
 
 @pytest.fixture(scope="session")
 def ray_head(tmp_path_factory, _private_cache) -> Iterator[RayHead]:
-    """One Ray head for the whole session (``started_head``), without a dashboard: the tests
-    that join a cluster share it."""
-    with started_head(tmp_path_factory) as head:
+    """One Ray head for the whole session (``started_head``), with its dashboard for the Jobs
+    server: the tests that join a cluster or submit a job share it."""
+    with started_head(tmp_path_factory, dashboard=True) as head:
         yield head

@@ -205,7 +205,8 @@ def started_head(tmp_path_factory, dashboard: bool = False) -> Iterator[RayHead]
     plain ``ray.init()`` on the machine (our local runs, other users') would otherwise join. It
     is stopped by ending its own process group: ``ray stop --force`` would also stop every other
     Ray instance on a shared machine."""
-    port, dashboard_port = free_port(), free_port()
+    port = free_port()
+    dashboard_port = next(p for p in iter(free_port, None) if p != port)
     # Short and outside pytest's folders: Ray's Unix socket paths must stay under 108 bytes.
     temp = Path(tempfile.mkdtemp(prefix="ray-head-"))  # 0700
     token = temp / "auth_token"
