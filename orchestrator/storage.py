@@ -84,9 +84,6 @@ class Storage:
     def is_file(self, *parts: str) -> bool:
         return self._info(*parts).type == pafs.FileType.File
 
-    def is_dir(self, *parts: str) -> bool:
-        return self._info(*parts).type == pafs.FileType.Directory
-
     def _info(self, *parts: str) -> pafs.FileInfo:
         return self.filesystem.get_file_info(self.path(*parts))
 
