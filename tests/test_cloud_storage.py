@@ -2,10 +2,10 @@
 S3-compatible HTTP server on loopback (moto's standalone server, started here), with
 credentials and an endpoint override as a user of an S3-compatible store sets them.
 
-The tiny grid's part that continues a first stage runs on the bucket, is killed once some of
-its first wave finished and is finished with ``--resume``; its numbers must be those of the
-session's whole tiny grid on local disk, and ``--report-only`` must rebuild the same Table 1
-from the bucket alone.
+The tiny grid's part that continues a first stage runs on the bucket, is killed twice without
+saving (SIGKILL) and is finished with ``--resume``; its numbers must be those of the session's
+whole tiny grid on local disk, and ``--report-only`` must rebuild the same Table 1 from the
+bucket alone.
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ from pathlib import Path
 import pyarrow.fs as pafs
 import pytest
 
-from orchestrator.grid import ATTACK_EXPERIMENT
+from orchestrator.grid import ATTACK_EXPERIMENT, CONTINUED_EXPERIMENT
 from orchestrator.run_identity import RUN_FILE
 from orchestrator.storage import Storage
-from tests.helpers import PART, ROOT, TINY, assert_same_numbers, cli_env, free_port, run_cli
+from tests.helpers import (PART, PART_TRIALS, ROOT, TINY, assert_same_numbers, cli_env,
+                           free_port, run_cli)
 
 pytestmark = pytest.mark.slow
 BUCKET = "ser-runs"
@@ -71,28 +72,74 @@ def _bucket(env: dict[str, str], results: Path) -> Storage:
                    f"s3://{BUCKET}/runs/{results.name}")
 
 
-def test_a_run_on_a_bucket_killed_and_resumed_gives_the_local_runs_numbers(tiny_grid, s3,
-                                                                          tmp_path):
-    results = tmp_path / "results"
-    storage = _bucket(s3, results)
-    args = ["--config", str(TINY), *PART, "--set", f"tune.storage_path=s3://{BUCKET}/runs"]
-    driver = subprocess.Popen([sys.executable, str(ROOT / "run_grid.py"), "--results",
-                               str(results), *args], cwd=tmp_path, env=s3,
+def _finished_trials(storage: Storage,
+                     waves=(ATTACK_EXPERIMENT, CONTINUED_EXPERIMENT)) -> dict[str, str]:
+    """result.json text of every attack trial that Tune's saved experiment state in ``storage``
+    marks as finished (TERMINATED): what a resumed run restores as done."""
+    done = {}
+    for wave in waves:
+        states = storage.glob(wave, "experiment_state-*.json")
+        if not states:
+            continue
+        try:
+            trials = json.loads(storage.read_text(states[-1]))["trial_data"]
+        except (ValueError, OSError):  # caught while Tune rewrites it
+            continue
+        for state, _ in trials:
+            state = json.loads(state) if isinstance(state, str) else state
+            if state["status"] == "TERMINATED":
+                name = state["relative_logdir"]
+                done[name] = storage.read_text(wave, name, "result.json")
+    return done
+
+
+def _kill_once_finished(storage: Storage, env: dict[str, str], wave: str, wanted: int,
+                        *args: str) -> dict[str, str]:
+    """Run ``run_grid.py *args``, SIGKILL its process group once ``wanted`` trials of ``wave``
+    are finished in ``storage``, and return what the killed run left finished."""
+    driver = subprocess.Popen([sys.executable, str(ROOT / "run_grid.py"), *args],
+                              cwd=Path(args[args.index("--results") + 1]).parent, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
     try:
         deadline = time.time() + 600
-        # Killed once two trials of the first wave have their records in the bucket.
-        while len(storage.glob(ATTACK_EXPERIMENT, "*/records/stage-1.json")) < 2:
+        while len(_finished_trials(storage, [wave])) < wanted:
             assert driver.poll() is None and time.time() < deadline, "ended before the kill"
             time.sleep(0.5)
     finally:
+        # The driver and whatever it left in its group (its Ray instance, in a session of its
+        # own, stops by itself: see test_ray_session)
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
+    return _finished_trials(storage)
+
+
+def test_a_run_on_a_bucket_killed_twice_resumes_without_redoing_finished_trials(tiny_grid, s3,
+                                                                               tmp_path):
+    """The tiny grid's part that continues a first stage, on the bucket: SIGKILLed once two
+    trials of the first wave finished, then its --resume once a trial that continues their
+    weights finished; a last --resume completes the grid, leaves every trial finished before
+    either kill untouched, and gives the numbers of the session's whole tiny grid on local
+    disk. (The one test of a driver killed without saving: a local storage takes the same path
+    through pyarrow, and test_interrupt resumes a local run.)"""
+    results = tmp_path / "results"
+    storage = _bucket(s3, results)
+    first = _kill_once_finished(storage, s3, ATTACK_EXPERIMENT, 2, "--results", str(results),
+                                "--config", str(TINY), *PART,
+                                "--set", f"tune.storage_path=s3://{BUCKET}/runs")
+    assert 2 <= len(first) < PART_TRIALS
+    second = _kill_once_finished(storage, s3, CONTINUED_EXPERIMENT, 1, "--results",
+                                 str(results), "--resume")
+    assert len(first) < len(second) < PART_TRIALS
     assert not (results / "runs").exists()  # nothing of the trials on the local disk
     resumed = run_cli("--results", str(results), "--resume", cwd=tmp_path, env=s3, timeout=900)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert f"tensorboard --logdir s3://{BUCKET}/runs/results" in resumed.stdout
+    after = _finished_trials(storage)
+    assert len(after) == PART_TRIALS
+    for trial_id, text in second.items():
+        assert after[trial_id] == text, f"{trial_id} ran again"
+    assert all(second[trial_id] == text for trial_id, text in first.items())
     whole, _ = tiny_grid
     assert_same_numbers(results, whole)
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,8 +17,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from orchestrator.grid import ATTACK_EXPERIMENT, CONTINUED_EXPERIMENT
 from orchestrator.trial_table import TRIAL_COLUMNS
-from tests.helpers import (PART, PART_TRIALS, ROOT, TINY, assert_same_numbers, cli_env,
-                           run_cli)
+from tests.helpers import PART, ROOT, TINY, assert_same_numbers, cli_env, run_cli
 
 # Real Ray or a real subprocess in every test (``pytest -m "not slow"`` leaves them out).
 pytestmark = pytest.mark.slow
@@ -223,75 +220,6 @@ def test_a_second_run_on_the_same_folder_is_refused(run, tmp_path):
     assert again.returncode == 2 and "already holds a run" in again.stderr
 
 
-def _finished_trials(results: Path,
-                     waves=(ATTACK_EXPERIMENT, CONTINUED_EXPERIMENT)) -> dict[str, str]:
-    """result.json text of every attack trial that Tune's saved experiment state marks as
-    finished (TERMINATED): what a resumed run restores as done."""
-    done = {}
-    for wave in waves:
-        attacks = results / "runs" / wave
-        states = sorted(attacks.glob("experiment_state-*.json"))
-        if not states:
-            continue
-        try:
-            trials = json.loads(states[-1].read_text())["trial_data"]
-        except ValueError:  # caught while Tune rewrites it
-            continue
-        for state, _ in trials:
-            state = json.loads(state) if isinstance(state, str) else state
-            if state["status"] == "TERMINATED":
-                name = state["relative_logdir"]
-                done[name] = (attacks / name / "result.json").read_text()
-    return done
-
-
-def _kill_once_finished(results: Path, wave: str, wanted: int, *args: str) -> dict[str, str]:
-    """Run ``run_grid.py --results results *args``, SIGKILL it once ``wanted`` trials of
-    ``wave`` finished, and return what the killed run left finished (``_finished_trials``)."""
-    driver = subprocess.Popen([sys.executable, str(ROOT / "run_grid.py"), "--results",
-                               str(results), *args], cwd=results.parent, env=cli_env(),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
-    try:
-        deadline = time.time() + 600
-        while len(_finished_trials(results, [wave])) < wanted and time.time() < deadline:
-            assert driver.poll() is None, "the run ended before it could be killed"
-            time.sleep(0.5)
-        os.kill(driver.pid, signal.SIGKILL)
-        driver.wait()
-    finally:
-        time.sleep(2)
-        try:
-            # Whatever the killed driver left in its group (its Ray instance, in a session of
-            # its own, stops by itself: see test_ray_session)
-            os.killpg(driver.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    assert len(_finished_trials(results, [wave])) >= wanted
-    return _finished_trials(results)
-
-
-def test_a_killed_driver_resumes_without_redoing_finished_trials(run, tmp_path):
-    """SIGKILL run_grid.py once some trials of the first wave finished, then its --resume once a
-    trial that continues their weights finished; a last --resume completes the grid, leaves
-    every trial finished before either kill untouched and gives the same Table 1 as the
-    uninterrupted run."""
-    results = tmp_path / "results"
-    first = _kill_once_finished(results, ATTACK_EXPERIMENT, 2, "--config", str(TINY), *PART)
-    assert 2 <= len(first) < PART_TRIALS
-    second = _kill_once_finished(results, CONTINUED_EXPERIMENT, 1, "--resume")
-    assert len(first) < len(second) < PART_TRIALS
-    resumed = run_cli("--results", str(results), "--resume", cwd=tmp_path, timeout=900)
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    after = _finished_trials(results)
-    assert len(after) == PART_TRIALS
-    for trial_id, text in second.items():
-        assert after[trial_id] == text, f"{trial_id} ran again"
-    assert all(second[trial_id] == text for trial_id, text in first.items())
-    uninterrupted, _ = run
-    assert_same_numbers(results, uninterrupted)
-
-
 def test_a_report_from_no_recorded_trials_says_so_and_keeps_the_table(run, tmp_path):
     results, _ = run
     bare = tmp_path / "results"
@@ -355,6 +283,6 @@ def test_a_signal_to_the_whole_process_group_ends_the_run_as_sigterm_to_the_driv
     assert lines[-1] == f"interrupted (SIGTERM): {hint}", console[-3000:]
     assert "Traceback" not in console and "GCS" not in console, console[-3000:]
     assert took < 50, f"{took:.0f} s from the signal to the end of the run"
-    # What the run saved resumes: test_interrupt finishes a run stopped by SIGTERM, and
-    # test_a_killed_driver_... one killed without saving, with the numbers of this module's run.
+    # What the run saved resumes: test_interrupt finishes a run stopped by a signal (SIGINT:
+    # the same handler saves), and test_cloud_storage one killed without saving.
     assert list((results / "runs" / ATTACK_EXPERIMENT).glob("experiment_state-*.json"))
