@@ -25,7 +25,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -108,21 +107,6 @@ def _ray_start(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Po
     return process
 
 
-def _stop(process: subprocess.Popen) -> None:
-    """End the node's whole process group by its id (never ``ray stop``: it ends every Ray
-    instance on the machine): SIGTERM, a short grace, then SIGKILL for whatever of the group
-    outlived ``ray start`` itself (its agents)."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-
-
 def measure(data: TrialData, counts: list[int], store_bytes: int) -> dict:
     """Start a head, put ``data``, and for each count a fresh worker node running that many
     trials at once; returns the figures."""
@@ -135,6 +119,8 @@ def measure(data: TrialData, counts: list[int], store_bytes: int) -> dict:
     os.environ.update({k: env[k] for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")})
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from orchestrator.ray_session import stop_node
 
     port = 20000 + secrets.randbelow(20000)
     head = _ray_start([f"--port={port}", "--head", "--num-cpus=0", "--include-dashboard=false",
@@ -179,7 +165,7 @@ def measure(data: TrialData, counts: list[int], store_bytes: int) -> dict:
     finally:
         ray.shutdown()
         for process in [*nodes, head]:
-            _stop(process)
+            stop_node(process, grace_s=5)
         shutil.rmtree(temp, ignore_errors=True)
     return report
 

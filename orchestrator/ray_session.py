@@ -134,24 +134,26 @@ def _local_head() -> Iterator[str]:
         yield address
     finally:
         if head is not None:
-            _stop_head(head)
+            stop_node(head)
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _stop_head(head: subprocess.Popen) -> None:
-    """Stop the instance as ``ray stop`` would (its ``ray start`` stops its processes on
-    SIGTERM), then kill whatever of its process group outlived it."""
-    if head.poll() is None:
-        head.terminate()
+def stop_node(node: subprocess.Popen, grace_s: float = STOP_TIMEOUT_S) -> None:
+    """Stop a Ray node that ``ray start --block`` runs in a process group of its own, by its
+    ids: never ``ray stop``, which ends every Ray instance on the machine. SIGTERM to ``ray
+    start``, which then stops its processes as ``ray stop`` would, ``grace_s`` seconds to do
+    so, then SIGKILL to whatever of its group outlived it (workers, agents)."""
+    if node.poll() is None:
+        node.terminate()
         try:
-            head.wait(timeout=STOP_TIMEOUT_S)
+            node.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
             pass
     try:
-        os.killpg(head.pid, signal.SIGKILL)
+        os.killpg(node.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
-    head.wait()
+    node.wait()
 
 
 # What the cluster reports of a lost node: the raylet's last 20 log lines (printed twice) and

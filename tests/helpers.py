@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -231,13 +230,7 @@ def started_head(tmp_path_factory, dashboard: bool = False) -> Iterator[RayHead]
         yield RayHead(f"127.0.0.1:{port}", env,
                       f"http://127.0.0.1:{dashboard_port}" if dashboard else None)
     finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        try:  # a short grace: nothing of a test head needs saving, and a full one takes 30 s
-            head.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-        try:  # whatever of its group outlived the head: workers, raylet, GCS, agents
-            os.killpg(head.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        from orchestrator.ray_session import stop_node  # Ray: only where a head runs
+
+        stop_node(head, grace_s=5)  # nothing of a test head needs saving
         shutil.rmtree(temp, ignore_errors=True)

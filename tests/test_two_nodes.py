@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 
 from orchestrator.grid import CONTINUED_EXPERIMENT
+from orchestrator.ray_session import stop_node
 from tests.helpers import RAY, ROOT, TINY, assert_same_records, cli_env, free_port, run_cli
 
 # Real Ray or a real subprocess in every test (``pytest -m "not slow"`` leaves them out).
@@ -56,19 +57,6 @@ def _start(command: list[str], log: Path, env: dict[str, str]) -> subprocess.Pop
         assert process.poll() is None and time.time() < deadline, log.read_text()[-3000:]
         time.sleep(0.2)
     return process
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """End ``process``'s group (its raylet, workers, GCS), by its id: never ``ray stop``."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
 
 
 def _private_mounts_allowed() -> bool:
@@ -106,8 +94,8 @@ def cluster(tmp_path_factory, _private_cache) -> Iterator[Cluster]:
         yield Cluster(f"127.0.0.1:{port}", env, worker, temp / "worker", masked)
     finally:
         if worker is not None:
-            _stop(worker)
-        _stop(head)
+            stop_node(worker, grace_s=5)
+        stop_node(head, grace_s=5)
         shutil.rmtree(temp, ignore_errors=True)
 
 
