@@ -329,6 +329,12 @@ def _paper_text(effects: pd.Series, unit: str) -> str:
     return f"paper {float(finite.iloc[0]):+.1f}" + (f" {unit}" if unit else "")
 
 
+def _tested_text(count: int) -> str:
+    if count:
+        return f"{count} in this run"
+    return f"none in this run: a test needs {MIN_SEEDS} or more seeds"
+
+
 def _line(finding: Finding, verdict: Verdict, paper: pd.Series, detail: str = "") -> str:
     return (f"{finding.number}. {finding.claim}: **{verdict.word}**, {verdict.describe()}; "
             f"{_paper_text(paper, finding.unit)}. Measured as {finding.measure}."
@@ -375,8 +381,8 @@ def findings(config: ExperimentConfig, trials: pd.DataFrame, table: pd.DataFrame
              "Each finding is a paired comparison within each seed, on the test split (lambda "
              "chosen on dev); positive effects are in the paper's direction, each with its 95% "
              f"confidence interval. With {MIN_SEEDS} or more seeds a t-test on the per-seed "
-             "effects decides, at p < 0.05 after Holm's correction for the "
-             f"{len(testable)} findings tested at once; a claim of comparability is two "
+             "effects decides, at p < 0.05 after Holm's correction for the findings tested "
+             f"at once ({_tested_text(len(testable))}); a claim of comparability is two "
              f"one-sided tests against +-{EQUIVALENCE_MARGIN:g} points. An inconclusive "
              f"verdict gives the seeds that would decide it with {POWER:.0%} power if the "
              "observed effect is the true one (before the correction). Beside each: the "

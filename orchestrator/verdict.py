@@ -119,10 +119,17 @@ class Verdict:
             if self.margin is not None:
                 text += f"; equivalence margin +-{self.margin:g} {self.unit}"
         if self.word.startswith("inconclusive"):
-            needed = self.seeds_needed
-            text += f"; needs about {needed} seeds" if needed else \
-                "; no seed count decides it at this effect"
+            text += self._seeds_text()
         return text
+
+    def _seeds_text(self) -> str:
+        # One seed has no spread, so it cannot size a study: saying that no seed count
+        # decides a +36-point effect would read as "this effect is noise".
+        if self.n < 2:
+            return "; its spread, and so the seeds it needs, takes 2 or more seeds to estimate"
+        needed = self.seeds_needed
+        return f"; needs about {needed} seeds" if needed else \
+            "; no seed count decides it at this effect"
 
 
 def _p_text(name: str, p: float) -> str:

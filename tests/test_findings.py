@@ -67,6 +67,7 @@ def test_findings_hold_with_three_seeds_of_a_paper_like_run():
     config, trials, defences = constructed_trials([0, 1, 2], paper_like)
     table, sizes = tables(config, trials, defences)
     text = findings(config, trials, table, sizes)
+    assert "Holm's correction for the findings tested at once (10 in this run)" in text
     verdicts = {line.split(".")[0]: line for line in text.splitlines() if line[:2].strip()
                 and line[0].isdigit()}
     for number in ("0", "1", "3", "4", "5"):
@@ -95,6 +96,8 @@ def test_a_finding_against_the_paper_does_not_hold_and_one_seed_is_inconclusive(
     table, sizes = tables(config, trials, defences)
     text = findings(config, trials, table, sizes)
     assert "**holds**" not in text and "inconclusive (1 seed)" in text
+    assert "(none in this run: a test needs 3 or more seeds)" in text
+    assert "no seed count" not in text
 
 
 def test_table1_has_a_noise_row_after_each_single_task_row_and_sizes_beside_it():
@@ -177,6 +180,10 @@ def test_holm_correction_and_the_interval_and_the_seeds_an_effect_needs():
     corrected = replace(Verdict(np.array([2.0, 3.0, 2.5, 3.5, 2.0])), p_adjusted=0.2)
     assert corrected.p_value < 0.05 and corrected.word == "inconclusive (5 seeds)"
     assert "Holm p = 0.200" in corrected.describe() and "needs about" in corrected.describe()
+    # One seed has no spread: the seeds it needs are unknown, not "none decides it".
+    alone = Verdict(np.array([36.4])).describe()
+    assert "takes 2 or more seeds to estimate" in alone and "no seed count" not in alone
+    assert "no seed count decides it" in Verdict(np.array([0.0, 0.0, 0.0])).describe()
 
 
 def test_comparability_is_an_equivalence_test_against_a_margin():
